@@ -1,0 +1,1 @@
+"""Human approval queue for agent-proposed writes (built with the approval service)."""

@@ -1,0 +1,2 @@
+"""Generated protobuf and gRPC code; regenerate with scripts/gen_protos.py."""
+

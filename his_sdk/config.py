@@ -1,0 +1,181 @@
+"""Gateway settings: YAML file, then ``HIS_`` environment variables (``HIS_SERVER__PORT=50052``).
+
+Every field has a default that runs the embedded demo, so an empty config file is valid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+__all__ = [
+    "AdapterSettings",
+    "AuthSettings",
+    "GatewaySettings",
+    "PagingSettings",
+    "PolicySettings",
+    "ServerSettings",
+    "StateSettings",
+    "load_settings",
+]
+
+
+class ServerSettings(BaseModel):
+    """The gRPC listener."""
+
+    host: str = "127.0.0.1"
+    """Address to bind; use 0.0.0.0 only behind TLS termination or with ``tls_cert``."""
+    port: int = 50051
+    """TCP port; 0 picks a free one (tests)."""
+    reflection: bool = True
+    """Serve gRPC server reflection so ``grpcurl`` can list services."""
+    tls_cert: Path | None = None
+    """PEM certificate chain; TLS is on when this and ``tls_key`` are set."""
+    tls_key: Path | None = None
+    """PEM private key for ``tls_cert``."""
+    max_message_bytes: int = 16 * 1024 * 1024
+    """Largest request or response message."""
+    grace_seconds: float = 5.0
+    """How long in-flight calls may finish at shutdown."""
+
+
+class AuthSettings(BaseModel):
+    """Bearer-token verification (OAuth2 access tokens as JWTs)."""
+
+    issuer: str = "http://127.0.0.1/his-dev-issuer"
+    """Required ``iss`` claim."""
+    audience: str = "his-gateway"
+    """Required ``aud`` claim (one of, when the token lists several)."""
+    jwks_file: Path | None = Path(".his/dev-issuer/jwks.json")
+    """Local JWKS with the issuer's public keys (used when ``jwks_url`` is empty)."""
+    jwks_url: str | None = None
+    """Issuer's JWKS endpoint; fetched and cached, refetched on an unknown ``kid``."""
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "RS384", "ES256", "ES384"])
+    """Allowed JWS algorithms. ``none`` and every HMAC algorithm are always refused."""
+    leeway_seconds: int = 30
+    """Clock skew tolerated on ``exp``, ``nbf`` and ``iat``."""
+    jwks_cache_seconds: int = 300
+    """How long a fetched JWKS is trusted before refetching."""
+    jwks_min_refresh_seconds: int = 30
+    """Least time between refetches caused by unknown ``kid`` values (stops key-probing floods)."""
+    max_token_lifetime_seconds: int = 24 * 3600
+    """Tokens whose ``exp - iat`` exceeds this are refused."""
+    roles_claim: str = "roles"
+    """Claim holding the caller's roles (a list of strings)."""
+
+
+class PolicySettings(BaseModel):
+    """The Oso authorization policy."""
+
+    files: list[Path] = Field(default_factory=list)
+    """Polar files replacing the shipped policy; empty uses the shipped one."""
+    patient_facts_ttl_seconds: float = 5.0
+    """How long care-team and consent facts for a patient are cached."""
+    population_roles: list[str] = Field(default_factory=lambda: ["researcher", "system"])
+    """Roles allowed to search clinical types without naming one patient (policy input)."""
+
+
+class AdapterSettings(BaseModel):
+    """One EHR adapter."""
+
+    name: str = "ehr"
+    """Name used in logs, health and metrics."""
+    implementation: str = "adapters.sql:SqlAdapter"
+    """Import string ``module:Class`` of an :class:`his_sdk.adapter.Adapter`."""
+    settings: dict[str, Any] = Field(
+        default_factory=lambda: {"url": "sqlite:///.his/legacy.db", "mapping": "openemr"}
+    )
+    """Passed as is to ``Class.from_settings``."""
+
+
+class PagingSettings(BaseModel):
+    """Search paging."""
+
+    default_count: int = 20
+    """Page size when the caller gives no ``_count``."""
+    max_count: int = 200
+    """Largest page; larger ``_count`` values are clamped."""
+    cursor_secret: str | None = None
+    """HMAC key that signs cursors; a random one per process when empty."""
+
+
+class StateSettings(BaseModel):
+    """The gateway's own database (break-glass records; later the audit outbox)."""
+
+    url: str = "sqlite:///.his/gateway.db"
+    """SQLAlchemy URL: SQLite by default, PostgreSQL in production."""
+
+
+class GatewaySettings(BaseSettings):
+    """Everything ``his serve`` needs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HIS_", env_nested_delimiter="__", extra="forbid", yaml_file=None
+    )
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    """The gRPC listener."""
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    """Token verification."""
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    """Authorization policy."""
+    adapters: list[AdapterSettings] = Field(default_factory=lambda: [AdapterSettings()])
+    """EHR adapters; each resource type is served by the first adapter that declares it."""
+    paging: PagingSettings = Field(default_factory=PagingSettings)
+    """Search paging."""
+    state: StateSettings = Field(default_factory=StateSettings)
+    """The gateway's own database."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Root log level."""
+
+    @model_validator(mode="after")
+    def _check(self) -> GatewaySettings:
+        if not self.adapters:
+            raise ValueError("at least one adapter must be configured")
+        names = [a.name for a in self.adapters]
+        if len(set(names)) != len(names):
+            raise ValueError(f"adapter names must be unique, got {names}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order: explicit arguments, then ``HIS_`` environment, then the YAML file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_file = settings_cls.model_config.get("yaml_file")
+        if yaml_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> GatewaySettings:
+    """Load settings from a YAML file (optional), ``HIS_`` variables and keyword overrides.
+
+    Raises:
+        FileNotFoundError: ``path`` was given but does not exist.
+        pydantic.ValidationError: A value is invalid; the message names the field.
+    """
+    if path is None:
+        return GatewaySettings(**overrides)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+
+    class _FromFile(GatewaySettings):
+        model_config = SettingsConfigDict(yaml_file=path)
+
+    loaded = _FromFile(**overrides)
+    return GatewaySettings.model_validate(loaded.model_dump())
