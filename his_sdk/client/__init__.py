@@ -1,0 +1,8 @@
+"""Agent-facing clients for the gateway: blocking and asyncio, one shared core."""
+
+from his_sdk.client._async import AsyncHisClient
+from his_sdk.client._base import SearchPage, SearchParams, Token
+from his_sdk.client._options import TlsConfig
+from his_sdk.client._sync import HisClient
+
+__all__ = ["AsyncHisClient", "HisClient", "SearchPage", "SearchParams", "TlsConfig", "Token"]

@@ -1,0 +1,185 @@
+"""The asyncio client (same API as :class:`his_sdk.HisClient`, awaitable)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, overload
+
+import grpc
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from fhir.resources.R4B.resource import Resource
+
+from his_sdk._generated.his.v1 import fhir_pb2, fhir_pb2_grpc
+from his_sdk.client._base import (
+    ClientCore,
+    ResourceT,
+    SearchPage,
+    SearchParams,
+    Token,
+    channel_credentials,
+    channel_options,
+    check_type,
+    translate_error,
+)
+from his_sdk.client._options import TlsConfig
+from his_sdk.search import SummaryMode
+
+__all__ = ["AsyncHisClient"]
+
+
+class AsyncHisClient(ClientCore):
+    """Asyncio client for the gateway's FhirService; see :class:`his_sdk.HisClient`.
+
+    Example::
+
+        async with AsyncHisClient.connect("127.0.0.1:50051", token=token) as client:
+            patient = await client.read(Patient, "1")
+    """
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        token: Token = None,
+        timeout: float | None = 30.0,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        super().__init__(token=token, timeout=timeout, metadata=metadata)
+        self._channel = channel
+        self._stub = fhir_pb2_grpc.FhirServiceStub(channel)
+
+    @classmethod
+    def connect(
+        cls,
+        target: str,
+        *,
+        token: Token = None,
+        timeout: float | None = 30.0,
+        tls: TlsConfig | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        max_message_bytes: int = 16 * 1024 * 1024,
+    ) -> AsyncHisClient:
+        """Open a channel to ``target`` (``host:port``); TLS when ``tls`` is given."""
+        options = channel_options(tls, max_message_bytes)
+        if tls is not None:
+            channel = grpc.aio.secure_channel(target, channel_credentials(tls), options=options)
+        else:
+            channel = grpc.aio.insecure_channel(target, options=options)
+        return cls(channel, token=token, timeout=timeout, metadata=metadata)
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncHisClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _invoke(self, method: Any, request: Any, break_glass: str | None) -> Any:
+        try:
+            return await method(
+                request, timeout=self._timeout, metadata=self._call_metadata(break_glass)
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise translate_error(exc) from exc
+
+    @overload
+    async def read(
+        self,
+        resource_type: type[ResourceT],
+        resource_id: str,
+        *,
+        elements: Sequence[str] = (),
+        summary: SummaryMode | str | None = None,
+        break_glass: str | None = None,
+    ) -> ResourceT: ...
+
+    @overload
+    async def read(
+        self,
+        resource_type: str,
+        resource_id: str,
+        *,
+        elements: Sequence[str] = (),
+        summary: SummaryMode | str | None = None,
+        break_glass: str | None = None,
+    ) -> Resource: ...
+
+    async def read(
+        self,
+        resource_type: type[Resource] | str,
+        resource_id: str,
+        *,
+        elements: Sequence[str] = (),
+        summary: SummaryMode | str | None = None,
+        break_glass: str | None = None,
+    ) -> Resource:
+        """Read one resource; arguments as :meth:`his_sdk.HisClient.read`."""
+        check_type(resource_type)
+        request = self._read_request(resource_type, resource_id, elements, summary)
+        return self._read_result(await self._invoke(self._stub.Read, request, break_glass))
+
+    async def search(
+        self,
+        resource_type: type[Resource] | str,
+        params: SearchParams = None,
+        *,
+        count: int | None = None,
+        cursor: str | None = None,
+        elements: Sequence[str] = (),
+        summary: SummaryMode | str | None = None,
+        total: bool = False,
+        break_glass: str | None = None,
+    ) -> SearchPage:
+        """Search one page; arguments as :meth:`his_sdk.HisClient.search`."""
+        check_type(resource_type)
+        request = self._search_request(
+            resource_type, params, count=count, cursor=cursor, elements=elements,
+            summary=summary, total=total,
+        )
+        response = await self._invoke(self._stub.Search, request, break_glass)
+        return self._search_result(request, response)
+
+    async def next_page(
+        self, page: SearchPage, *, break_glass: str | None = None
+    ) -> SearchPage | None:
+        """The page after ``page``, or None when it was the last."""
+        request = self._next_request(page)
+        if request is None:
+            return None
+        response = await self._invoke(self._stub.Search, request, break_glass)
+        return self._search_result(request, response)
+
+    async def search_all(
+        self,
+        resource_type: type[Resource] | str,
+        params: SearchParams = None,
+        *,
+        count: int | None = None,
+        limit: int | None = None,
+        elements: Sequence[str] = (),
+        summary: SummaryMode | str | None = None,
+        break_glass: str | None = None,
+    ) -> AsyncIterator[Resource]:
+        """Every match across pages, fetched lazily; stop after ``limit`` resources."""
+        page: SearchPage | None = await self.search(
+            resource_type, params, count=count, elements=elements, summary=summary,
+            break_glass=break_glass,
+        )
+        seen = 0
+        while page is not None:
+            for resource in page.resources:
+                if limit is not None and seen >= limit:
+                    return
+                seen += 1
+                yield resource
+            page = await self.next_page(page, break_glass=break_glass)
+
+    async def capabilities(self) -> CapabilityStatement:
+        """The gateway's CapabilityStatement."""
+        response = await self._invoke(
+            self._stub.Capabilities, fhir_pb2.CapabilitiesRequest(), None
+        )
+        return self._capabilities_result(response)

@@ -1,0 +1,202 @@
+"""The blocking client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
+
+import grpc
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from fhir.resources.R4B.resource import Resource
+
+from his_sdk._generated.his.v1 import fhir_pb2, fhir_pb2_grpc
+from his_sdk.client._base import (
+    ClientCore,
+    ResourceT,
+    SearchPage,
+    SearchParams,
+    Token,
+    channel_credentials,
+    channel_options,
+    check_type,
+    translate_error,
+)
+from his_sdk.client._options import TlsConfig
+from his_sdk.search import SummaryMode
+
+__all__ = ["HisClient"]
+
+
+class HisClient(ClientCore):
+    """Blocking client for the gateway's FhirService.
+
+    Example::
+
+        with HisClient.connect("127.0.0.1:50051", token=token) as client:
+            patient = client.read(Patient, "1")
+            page = client.search("Observation", {"patient": "1", "category": "laboratory"})
+    """
+
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        *,
+        token: Token = None,
+        timeout: float | None = 30.0,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        super().__init__(token=token, timeout=timeout, metadata=metadata)
+        self._channel = channel
+        self._stub = fhir_pb2_grpc.FhirServiceStub(channel)
+
+    @classmethod
+    def connect(
+        cls,
+        target: str,
+        *,
+        token: Token = None,
+        timeout: float | None = 30.0,
+        tls: TlsConfig | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        max_message_bytes: int = 16 * 1024 * 1024,
+    ) -> HisClient:
+        """Open a channel to ``target`` (``host:port``); TLS when ``tls`` is given."""
+        options = channel_options(tls, max_message_bytes)
+        if tls is not None:
+            channel = grpc.secure_channel(target, channel_credentials(tls), options=options)
+        else:
+            channel = grpc.insecure_channel(target, options=options)
+        return cls(channel, token=token, timeout=timeout, metadata=metadata)
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> HisClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _invoke(self, method: Any, request: Any, break_glass: str | None) -> Any:
+        try:
+            return method(
+                request, timeout=self._timeout, metadata=self._call_metadata(break_glass)
+            )
+        except grpc.RpcError as exc:
+            raise translate_error(exc) from exc
+
+    @overload
+    def read(
+        self,
+        resource_type: type[ResourceT],
+        resource_id: str,
+        *,
+        elements: Sequence[str] = (),
+        summary: SummaryMode | str | None = None,
+        break_glass: str | None = None,
+    ) -> ResourceT: ...
+
+    @overload
+    def read(
+        self,
+        resource_type: str,
+        resource_id: str,
+        *,
+        elements: Sequence[str] = (),
+        summary: SummaryMode | str | None = None,
+        break_glass: str | None = None,
+    ) -> Resource: ...
+
+    def read(
+        self,
+        resource_type: type[Resource] | str,
+        resource_id: str,
+        *,
+        elements: Sequence[str] = (),
+        summary: SummaryMode | str | None = None,
+        break_glass: str | None = None,
+    ) -> Resource:
+        """Read one resource.
+
+        Args:
+            resource_type: A model class (``Patient``) or a type name (``"Patient"``).
+            resource_id: The logical id.
+            elements: Keep only these top-level elements (FHIR ``_elements``).
+            summary: FHIR ``_summary`` mode (``"true"``, ``"text"``, ``"data"``).
+            break_glass: A reason for an emergency override; it is recorded and audited.
+
+        Raises:
+            his_sdk.errors.HisError: The subclass matching the gRPC status.
+        """
+        check_type(resource_type)
+        request = self._read_request(resource_type, resource_id, elements, summary)
+        return self._read_result(self._invoke(self._stub.Read, request, break_glass))
+
+    def search(
+        self,
+        resource_type: type[Resource] | str,
+        params: SearchParams = None,
+        *,
+        count: int | None = None,
+        cursor: str | None = None,
+        elements: Sequence[str] = (),
+        summary: SummaryMode | str | None = None,
+        total: bool = False,
+        break_glass: str | None = None,
+    ) -> SearchPage:
+        """Search one page; continue with ``next_page`` or ``cursor=page.next_cursor``.
+
+        Args:
+            resource_type: A model class or a type name.
+            params: FHIR search parameters; unsupported ones are refused, never ignored.
+            count: Page size (FHIR ``_count``), clamped by the server.
+            cursor: A previous page's ``next_cursor`` (same parameters).
+            elements: FHIR ``_elements``.
+            summary: FHIR ``_summary``; ``"count"`` returns only the total.
+            total: Also count all matches.
+            break_glass: A reason for an emergency override.
+        """
+        check_type(resource_type)
+        request = self._search_request(
+            resource_type, params, count=count, cursor=cursor, elements=elements,
+            summary=summary, total=total,
+        )
+        return self._search_result(request, self._invoke(self._stub.Search, request, break_glass))
+
+    def next_page(self, page: SearchPage, *, break_glass: str | None = None) -> SearchPage | None:
+        """The page after ``page``, or None when it was the last."""
+        request = self._next_request(page)
+        if request is None:
+            return None
+        return self._search_result(request, self._invoke(self._stub.Search, request, break_glass))
+
+    def search_all(
+        self,
+        resource_type: type[Resource] | str,
+        params: SearchParams = None,
+        *,
+        count: int | None = None,
+        limit: int | None = None,
+        elements: Sequence[str] = (),
+        summary: SummaryMode | str | None = None,
+        break_glass: str | None = None,
+    ) -> Iterator[Resource]:
+        """Every match across pages, fetched lazily; stop after ``limit`` resources."""
+        page: SearchPage | None = self.search(
+            resource_type, params, count=count, elements=elements, summary=summary,
+            break_glass=break_glass,
+        )
+        seen = 0
+        while page is not None:
+            for resource in page.resources:
+                if limit is not None and seen >= limit:
+                    return
+                seen += 1
+                yield resource
+            page = self.next_page(page, break_glass=break_glass)
+
+    def capabilities(self) -> CapabilityStatement:
+        """The gateway's CapabilityStatement: types, interactions, search parameters."""
+        response = self._invoke(self._stub.Capabilities, fhir_pb2.CapabilitiesRequest(), None)
+        return self._capabilities_result(response)

@@ -1,0 +1,172 @@
+"""Assemble and run the gateway: adapters, policy, handler chain, grpc.aio server, health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from his_sdk._generated.his.v1 import fhir_pb2, fhir_pb2_grpc
+from his_sdk.adapter import Adapter, HealthState
+from his_sdk.auth import TokenVerifier
+from his_sdk.config import GatewaySettings
+from his_sdk.policy import PolicyEngine
+from his_sdk.server._break_glass import BreakGlassLog, state_engine
+from his_sdk.server._handlers import AdapterHandler, AuthorizationHandler
+from his_sdk.server._interceptors import AuthenticationInterceptor, ErrorMappingInterceptor
+from his_sdk.server._routing import AdapterRouter, load_adapter
+from his_sdk.server._service import FhirService
+from his_sdk.server._servicer import FhirServicer
+
+__all__ = ["Gateway", "serve"]
+
+_log = logging.getLogger(__name__)
+
+FHIR_SERVICE = fhir_pb2.DESCRIPTOR.services_by_name["FhirService"].full_name
+_PUBLIC_METHODS = (f"/{FHIR_SERVICE}/Capabilities",)
+_HEALTH_INTERVAL_SECONDS = 10.0
+
+
+class Gateway:
+    """One gateway instance: build it from settings, ``await start()``, ``await stop()``.
+
+    Usable as ``async with Gateway(settings) as gw:``; ``gw.port`` is the bound port.
+    """
+
+    def __init__(
+        self, settings: GatewaySettings, *, adapters: list[tuple[str, Adapter]] | None = None
+    ) -> None:
+        self.settings = settings
+        self._adapters = adapters or [(a.name, load_adapter(a)) for a in settings.adapters]
+        self.router = AdapterRouter(self._adapters)
+        self.verifier = TokenVerifier(settings.auth)
+        self.policy = PolicyEngine.from_settings(settings.policy)
+        self.state = state_engine(settings.state.url)
+        self.break_glass = BreakGlassLog(self.state)
+        chain = AuthorizationHandler(
+            AdapterHandler(self.router),
+            policy=self.policy,
+            router=self.router,
+            break_glass=self.break_glass,
+            facts_ttl_seconds=settings.policy.patient_facts_ttl_seconds,
+        )
+        self.service = FhirService(router=self.router, chain=chain, paging=settings.paging)
+        self.health = HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._health_task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        """Start adapters and the gRPC server; return the bound port."""
+        for _, adapter in self._adapters:
+            await adapter.start()
+        options = [
+            ("grpc.max_receive_message_length", self.settings.server.max_message_bytes),
+            ("grpc.max_send_message_length", self.settings.server.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(
+            interceptors=[
+                ErrorMappingInterceptor(),
+                AuthenticationInterceptor(self.verifier, _PUBLIC_METHODS),
+            ],
+            options=options,
+        )
+        fhir_pb2_grpc.add_FhirServiceServicer_to_server(FhirServicer(self.service), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if self.settings.server.reflection:
+            reflection.enable_server_reflection(
+                (FHIR_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME),
+                server,
+            )
+        address = f"{self.settings.server.host}:{self.settings.server.port}"
+        if self.settings.server.tls_cert and self.settings.server.tls_key:
+            credentials = grpc.ssl_server_credentials(
+                [(_read(self.settings.server.tls_key), _read(self.settings.server.tls_cert))]
+            )
+            self.port = server.add_secure_port(address, credentials)
+        else:
+            self.port = server.add_insecure_port(address)
+        await server.start()
+        self._server = server
+        await self._update_health()
+        self._health_task = asyncio.create_task(self._health_loop())
+        _log.info("gateway listening on %s:%d serving %s", self.settings.server.host, self.port,
+                  self.router.describe())
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting calls, let in-flight ones finish within ``grace``, close adapters."""
+        if self._health_task:
+            self._health_task.cancel()
+            await asyncio.gather(self._health_task, return_exceptions=True)
+        if self._server is not None:
+            await self.health.enter_graceful_shutdown()
+            await self._server.stop(self.settings.server.grace_seconds if grace is None else grace)
+            self._server = None
+        for _, adapter in self._adapters:
+            await adapter.close()
+        self.state.dispose()
+
+    async def wait(self) -> None:
+        """Block until the server terminates."""
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop(grace=0)
+
+    async def _update_health(self) -> None:
+        states = []
+        for name, adapter in self._adapters:
+            try:
+                status = await adapter.health()
+            except Exception:  # noqa: BLE001 - a failing health probe is itself the answer
+                _log.exception("health probe of adapter %s failed", name)
+                states.append(HealthState.NOT_SERVING)
+                continue
+            if status.state is not HealthState.SERVING:
+                _log.warning("adapter %s is %s: %s", name, status.state.value, status.detail)
+            states.append(status.state)
+        serving = all(s is not HealthState.NOT_SERVING for s in states)
+        code = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self.health.set("", code)
+        await self.health.set(FHIR_SERVICE, code)
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_HEALTH_INTERVAL_SECONDS)
+            await self._update_health()
+
+
+def _read(path: Path) -> bytes:
+    return Path(path).read_bytes()
+
+
+async def serve(settings: GatewaySettings) -> None:
+    """Run a gateway until SIGINT or SIGTERM, then shut down gracefully."""
+    gateway = Gateway(settings)
+    await gateway.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"his gateway listening on {settings.server.host}:{gateway.port}", flush=True)
+    await stop.wait()
+    _log.info("shutting down")
+    await gateway.stop()
