@@ -51,8 +51,10 @@ def main() -> None:
 
     # A backend service finds a patient and the clinician treating them (as a launch would).
     system_token = issuer.mint(
-        client_id="triage-service", audience=audience,
-        scopes="system/Patient.rs system/Encounter.rs", roles=("system",),
+        client_id="triage-service",
+        audience=audience,
+        scopes="system/Patient.rs system/Encounter.rs",
+        roles=("system",),
     )
     with his_sdk.HisClient.connect(args.target, token=system_token) as service:
         statement = service.capabilities()
@@ -69,17 +71,19 @@ def main() -> None:
 
     # The agent acts for that clinician, with user-level read/search scopes.
     agent_token = issuer.mint(
-        client_id="ward-assistant-agent", audience=audience,
+        client_id="ward-assistant-agent",
+        audience=audience,
         scopes="user/Patient.rs user/Observation.rs user/Condition.rs user/Encounter.rs",
-        roles=("clinician",), act_subject="clinician-demo", act_fhir_user=clinician,
+        roles=("clinician",),
+        act_subject="clinician-demo",
+        act_fhir_user=clinician,
     )
     with his_sdk.HisClient.connect(args.target, token=agent_token) as agent:
         chart = agent.read(Patient, patient.id)
         name = chart.name[0]
         show(
             f"read Patient/{chart.id} (acting for {clinician})",
-            f"  {' '.join(name.given or [])} {name.family}, born {chart.birthDate}, "
-            f"{chart.gender}",
+            f"  {' '.join(name.given or [])} {name.family}, born {chart.birthDate}, {chart.gender}",
         )
 
         labs = agent.search(
@@ -119,7 +123,9 @@ def main() -> None:
 
     # A patient-launched app is confined to its own patient.
     other = issuer.mint(
-        client_id="patient-app", audience=audience, scopes="patient/Observation.rs",
+        client_id="patient-app",
+        audience=audience,
+        scopes="patient/Observation.rs",
         patient="no-such-launch-patient",
     )
     with his_sdk.HisClient.connect(args.target, token=other) as app:

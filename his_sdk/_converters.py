@@ -17,7 +17,7 @@ __all__ = [
     "summary_to_proto",
 ]
 
-_SUMMARY_TO_PROTO = {
+_SUMMARY_TO_PROTO: dict[SummaryMode | None, fhir_pb2.SummaryMode] = {
     None: fhir_pb2.SUMMARY_MODE_UNSPECIFIED,
     SummaryMode.FALSE: fhir_pb2.SUMMARY_MODE_UNSPECIFIED,
     SummaryMode.TRUE: fhir_pb2.SUMMARY_MODE_TRUE,
@@ -28,12 +28,12 @@ _SUMMARY_TO_PROTO = {
 _SUMMARY_FROM_PROTO = {v: k for k, v in _SUMMARY_TO_PROTO.items() if k is not SummaryMode.FALSE}
 
 
-def summary_to_proto(summary: SummaryMode | str | None) -> fhir_pb2.SummaryMode.ValueType:
+def summary_to_proto(summary: SummaryMode | str | None) -> fhir_pb2.SummaryMode:
     """A ``_summary`` value as the proto enum."""
     return _SUMMARY_TO_PROTO[SummaryMode(summary) if summary is not None else None]
 
 
-def summary_from_proto(value: fhir_pb2.SummaryMode.ValueType) -> SummaryMode | None:
+def summary_from_proto(value: fhir_pb2.SummaryMode) -> SummaryMode | None:
     """The proto enum as a ``_summary`` value (None for unspecified)."""
     return _SUMMARY_FROM_PROTO.get(value)
 

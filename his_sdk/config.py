@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,7 +28,13 @@ __all__ = [
 ]
 
 
-class ServerSettings(BaseModel):
+class _Section(BaseModel):
+    """A config section: unknown keys are errors, so a typo never falls back to a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
     """The gRPC listener."""
 
     host: str = "127.0.0.1"
@@ -47,7 +53,7 @@ class ServerSettings(BaseModel):
     """How long in-flight calls may finish at shutdown."""
 
 
-class AuthSettings(BaseModel):
+class AuthSettings(_Section):
     """Bearer-token verification (OAuth2 access tokens as JWTs)."""
 
     issuer: str = "http://127.0.0.1/his-dev-issuer"
@@ -72,7 +78,7 @@ class AuthSettings(BaseModel):
     """Claim holding the caller's roles (a list of strings)."""
 
 
-class PolicySettings(BaseModel):
+class PolicySettings(_Section):
     """The Oso authorization policy."""
 
     files: list[Path] = Field(default_factory=list)
@@ -83,7 +89,7 @@ class PolicySettings(BaseModel):
     """Roles allowed to search clinical types without naming one patient (policy input)."""
 
 
-class AdapterSettings(BaseModel):
+class AdapterSettings(_Section):
     """One EHR adapter."""
 
     name: str = "ehr"
@@ -96,7 +102,7 @@ class AdapterSettings(BaseModel):
     """Passed as is to ``Class.from_settings``."""
 
 
-class PagingSettings(BaseModel):
+class PagingSettings(_Section):
     """Search paging."""
 
     default_count: int = 20
@@ -107,7 +113,7 @@ class PagingSettings(BaseModel):
     """HMAC key that signs cursors; a random one per process when empty."""
 
 
-class StateSettings(BaseModel):
+class StateSettings(_Section):
     """The gateway's own database (break-glass records; later the audit outbox)."""
 
     url: str = "sqlite:///.his/gateway.db"

@@ -23,15 +23,15 @@ __all__ = [
     "NumberValue",
     "ParamType",
     "ReferenceValue",
+    "ResultParameters",
     "SearchParamDef",
     "SearchQuery",
     "StringValue",
     "SummaryMode",
     "TokenValue",
-    "parse_criteria",
-    "ResultParameters",
     "as_naive_utc",
     "lift_result_parameters",
+    "parse_criteria",
     "parse_date_value",
 ]
 
@@ -39,8 +39,20 @@ RESULT_PARAMETERS = frozenset({"_count", "_elements", "_summary", "_total"})
 """Result parameters the gateway applies itself; they never reach an adapter as criteria."""
 
 _UNSUPPORTED_RESULT_PARAMETERS = frozenset(
-    {"_sort", "_include", "_revinclude", "_contained", "_containedType", "_has", "_list",
-     "_query", "_filter", "_text", "_content", "_type"}
+    {
+        "_sort",
+        "_include",
+        "_revinclude",
+        "_contained",
+        "_containedType",
+        "_has",
+        "_list",
+        "_query",
+        "_filter",
+        "_text",
+        "_content",
+        "_type",
+    }
 )
 
 
@@ -353,7 +365,11 @@ def parse_criteria(
                 diagnostics=f"supported parameters: {supported}",
                 expression=[name],
             )
-        if modifier is not None and definition.type is ParamType.REFERENCE and modifier[:1].isupper():
+        if (
+            modifier is not None
+            and definition.type is ParamType.REFERENCE
+            and modifier[:1].isupper()
+        ):
             if definition.target and modifier != definition.target:
                 raise his_sdk.errors.InvalidRequestError(
                     f"parameter '{name}' references {definition.target}, not {modifier}",

@@ -1,4 +1,4 @@
-"""Generate Python code from proto/his/v1 into his_sdk/_generated (run: python scripts/gen_protos.py)."""
+"""Generate Python code from proto/his/v1 into his_sdk/_generated (python scripts/gen_protos.py)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,10 @@ def _fix_imports(out_root: Path) -> None:
 def _write_inits(out_root: Path) -> None:
     for folder in [out_root, *sorted(p for p in out_root.rglob("*") if p.is_dir())]:
         modules = sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
-        lines = ['"""Generated protobuf and gRPC code; regenerate with scripts/gen_protos.py."""', ""]
+        lines = [
+            '"""Generated protobuf and gRPC code; regenerate with scripts/gen_protos.py."""',
+            "",
+        ]
         if modules:
             lines += [f"from . import {m}" for m in modules]
             lines += ["", "__all__ = ["] + [f'    "{m}",' for m in modules] + ["]"]

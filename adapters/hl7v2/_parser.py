@@ -24,6 +24,7 @@ __all__ = [
     "Hl7ParseError",
     "Message",
     "Segment",
+    "charset_codec",
     "decode_message",
     "escape",
     "parse_datetime",
@@ -32,8 +33,21 @@ __all__ = [
 ]
 
 SUPPORTED_VERSIONS = frozenset(
-    {"2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1",
-     "2.8.2"}
+    {
+        "2.1",
+        "2.2",
+        "2.3",
+        "2.3.1",
+        "2.4",
+        "2.5",
+        "2.5.1",
+        "2.6",
+        "2.7",
+        "2.7.1",
+        "2.8",
+        "2.8.1",
+        "2.8.2",
+    }
 )
 """MSH-12 version ids the parser accepts."""
 
@@ -104,9 +118,7 @@ class EncodingCharacters:
     @property
     def msh2(self) -> str:
         """The MSH-2 value these characters encode to."""
-        return (
-            f"{self.component}{self.repetition}{self.escape}{self.subcomponent}{self.truncation}"
-        )
+        return f"{self.component}{self.repetition}{self.escape}{self.subcomponent}{self.truncation}"
 
     @classmethod
     def from_msh2(cls, field_sep: str, msh2: str) -> EncodingCharacters:
@@ -207,8 +219,18 @@ def _resolve_escape(seq: str, enc: EncodingCharacters) -> str | None:
 
 def escape(text: str, enc: EncodingCharacters = DEFAULT_ENCODING) -> str:
     """Escape delimiters and line breaks so ``text`` is safe inside one sub-component."""
-    if not any(c in text for c in (enc.escape, enc.field, enc.component, enc.repetition,
-                                   enc.subcomponent, "\r", "\n")):
+    if not any(
+        c in text
+        for c in (
+            enc.escape,
+            enc.field,
+            enc.component,
+            enc.repetition,
+            enc.subcomponent,
+            "\r",
+            "\n",
+        )
+    ):
         return text
     e = enc.escape
     out = text.replace(e, f"{e}E{e}")
@@ -261,8 +283,10 @@ class Field:
     def subcomponents(self, comp: int) -> list[str | None]:
         """Every sub-component of component ``comp``, unescaped, None for empty ones."""
         value = self.raw_component(comp)
-        return [unescape(p, self.enc) if p and p != '""' else None
-                for p in value.split(self.enc.subcomponent)]
+        return [
+            unescape(p, self.enc) if p and p != '""' else None
+            for p in value.split(self.enc.subcomponent)
+        ]
 
     def __repr__(self) -> str:
         return f"Field({self.raw!r})"
@@ -429,10 +453,7 @@ class Message:
         for row in rows:
             name = str(row[0])
             values = [_join_components(v, enc) for v in row[1:]]
-            if name == "MSH":
-                fields = ["MSH", enc.field, enc.msh2, *values[2:]]
-            else:
-                fields = [name, *values]
+            fields = ["MSH", enc.field, enc.msh2, *values[2:]] if name == "MSH" else [name, *values]
             while len(fields) > 1 and fields[-1] == "" and name != "MSH":
                 fields.pop()
             segments.append(Segment(name, fields, enc))
@@ -450,7 +471,12 @@ def _join_components(value: str | Sequence[str] | None, enc: EncodingCharacters)
     return enc.component.join(parts)
 
 
-def _charset_codec(name: str) -> str:
+def charset_codec(name: str) -> str:
+    """The Python codec for an MSH-18 character set name (HL7 table 0211).
+
+    Raises:
+        Hl7ParseError: Python has no codec for it.
+    """
     key = name.strip().upper()
     if key in _CHARSETS:
         return _CHARSETS[key]
@@ -490,7 +516,7 @@ def decode_message(data: bytes, *, fallback_charset: str = "cp1252") -> str:
             rep = header[4:5] if len(header) > 5 else b"~"
             first = parts[17].split(rep, 1)[0].decode("ascii", errors="replace")
             if first:
-                codec = _charset_codec(first)
+                codec = charset_codec(first)
     if codec is not None:
         return data.decode(codec, errors="replace")
     try:
@@ -506,8 +532,9 @@ def parse_message(data: bytes | str, *, fallback_charset: str = "cp1252") -> Mes
         Hl7ParseError: The text is not an HL7 v2 message (no MSH first, bad delimiters or
             segment names).
     """
-    text = decode_message(data, fallback_charset=fallback_charset) if isinstance(
-        data, bytes) else data
+    text = (
+        decode_message(data, fallback_charset=fallback_charset) if isinstance(data, bytes) else data
+    )
     if text.startswith("\ufeff"):
         text = text[1:]
     text = text.lstrip("\r\n\t \x0b")
@@ -583,8 +610,16 @@ def parse_datetime(value: str | None) -> tuple[datetime | date | None, str]:
             offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[3:5]))
             tzinfo = UTC if not offset else timezone(sign * offset)
         micros = int((frac or "0").ljust(6, "0")) if frac else 0
-        dt = datetime(int(year), int(month), int(day), int(hour), int(minute or 0),
-                      int(second or 0), micros, tzinfo=tzinfo)
+        dt = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute or 0),
+            int(second or 0),
+            micros,
+            tzinfo=tzinfo,
+        )
     except ValueError:
         return None, ""
     return dt, ("second" if second else "minute")

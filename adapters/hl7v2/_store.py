@@ -12,7 +12,7 @@ import enum
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -157,8 +157,9 @@ def _naive_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
-def dedup_key(channel: str, sending_application: str, sending_facility: str,
-              control_id: str) -> str:
+def dedup_key(
+    channel: str, sending_application: str, sending_facility: str, control_id: str
+) -> str:
     """The duplicate-detection key: a hash of channel, MSH-3, MSH-4 and MSH-10."""
     text = "\x1f".join((channel, sending_application, sending_facility, control_id))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -173,7 +174,7 @@ class ConversionOutput:
     source_time: datetime | None = None
 
 
-class ConversionFailure(Exception):  # noqa: N818 - a result carried as an exception
+class ConversionFailure(Exception):
     """A message that cannot be converted (the reason goes into the dead-letter record)."""
 
 
@@ -198,11 +199,12 @@ class IngestItem:
     processing_id: str = ""
     message_time: datetime | None = None
     patient_id: str | None = None
+    """PID-3.1 of the first patient (the sender's identifier, searchable as sent)."""
     status: MessageStatus = MessageStatus.RECEIVED
     """RECEIVED to store (and convert when a converter is given), SKIPPED or REJECTED."""
     error: str | None = None
     ack_code: str = ""
-    """For REJECTED items, the code already decided (AR or CR)."""
+    """The code to record when the store does not decide it by converting (AR, CR, CA...)."""
     convert: bool = True
     """Convert in the same transaction (original mode) rather than later."""
 
@@ -342,8 +344,12 @@ class Hl7Store:
 
     # ---- inbound messages -------------------------------------------------------------
 
-    def ingest(self, items: Sequence[IngestItem], converter: Converter | None,
-               mapping_version: str | None = None) -> list[IngestResult]:
+    def ingest(
+        self,
+        items: Sequence[IngestItem],
+        converter: Converter | None,
+        mapping_version: str | None = None,
+    ) -> list[IngestResult]:
         """Store a batch of messages in one transaction, converting those that ask for it.
 
         A message whose dedup key was seen before (in the store or earlier in the batch) is
@@ -354,12 +360,18 @@ class Hl7Store:
         with self._write_lock, self.engine.begin() as conn:
             return self._ingest(conn, items, converter, mapping_version)
 
-    def _ingest(self, conn: Connection, items: Sequence[IngestItem], converter: Converter | None,
-                mapping_version: str | None) -> list[IngestResult]:
+    def _ingest(
+        self,
+        conn: Connection,
+        items: Sequence[IngestItem],
+        converter: Converter | None,
+        mapping_version: str | None,
+    ) -> list[IngestResult]:
         t = messages_table
         keys = [
             dedup_key(i.channel, i.sending_application, i.sending_facility, i.control_id)
-            if i.status is not MessageStatus.REJECTED and i.control_id else None
+            if i.status is not MessageStatus.REJECTED and i.control_id
+            else None
             for i in items
         ]
         wanted = {k for k in keys if k is not None}
@@ -393,14 +405,22 @@ class Hl7Store:
                 original_id, original_ack = known[key]
                 new_id = conn.execute(
                     t.insert().values(
-                        **base, dedup_key=None, status=MessageStatus.DUPLICATE.value,
-                        ack_code=original_ack, duplicate_of=original_id,
+                        **base,
+                        dedup_key=None,
+                        status=MessageStatus.DUPLICATE.value,
+                        ack_code=original_ack,
+                        duplicate_of=original_id,
                     )
                 ).inserted_primary_key
                 assert new_id is not None
-                results.append(IngestResult(int(new_id[0]), MessageStatus.DUPLICATE,
-                                            duplicate_of=original_id,
-                                            original_ack_code=original_ack))
+                results.append(
+                    IngestResult(
+                        int(new_id[0]),
+                        MessageStatus.DUPLICATE,
+                        duplicate_of=original_id,
+                        original_ack_code=original_ack,
+                    )
+                )
                 continue
             status = item.status
             error = item.error
@@ -415,17 +435,13 @@ class Hl7Store:
                     status = MessageStatus.FAILED
                     error = str(exc)
                     ack = "AE"
-            elif status is MessageStatus.RECEIVED:
-                ack = "CA" if not item.convert else "AA"
-            elif status is MessageStatus.SKIPPED:
+            elif status in (MessageStatus.RECEIVED, MessageStatus.SKIPPED):
                 ack = ack or "AA"
             values = dict(base, dedup_key=key, status=status.value, ack_code=ack, error=error)
             if converted is not None:
                 values["converted_at"] = now
                 values["mapping_version"] = mapping_version
                 values["attempts"] = 1
-                if converted.patient_id:
-                    values["patient_id"] = converted.patient_id[:128]
             elif status is MessageStatus.FAILED:
                 values["attempts"] = 1
             pk = conn.execute(t.insert().values(**values)).inserted_primary_key
@@ -443,12 +459,14 @@ class Hl7Store:
         """Record the acknowledgment code actually sent for a stored message."""
         with self._write_lock, self.engine.begin() as conn:
             conn.execute(
-                messages_table.update().where(messages_table.c.id == message_id)
+                messages_table.update()
+                .where(messages_table.c.id == message_id)
                 .values(ack_code=ack_code)
             )
 
-    def convert_stored(self, message_ids: Iterable[int], converter: Converter,
-                       mapping_version: str | None = None) -> dict[int, MessageStatus]:
+    def convert_stored(
+        self, message_ids: Iterable[int], converter: Converter, mapping_version: str | None = None
+    ) -> dict[int, MessageStatus]:
         """(Re)convert stored messages through the current mappings, one transaction each.
 
         Duplicates, rejected and skipped messages are left alone. A failure marks the message
@@ -461,25 +479,35 @@ class Hl7Store:
                 row = conn.execute(
                     sa.select(t.c.id, t.c.status, t.c.raw, t.c.attempts).where(t.c.id == message_id)
                 ).first()
-                if row is None or row.status in (MessageStatus.DUPLICATE, MessageStatus.REJECTED,
-                                                 MessageStatus.SKIPPED):
+                if row is None or row.status in (
+                    MessageStatus.DUPLICATE,
+                    MessageStatus.REJECTED,
+                    MessageStatus.SKIPPED,
+                ):
                     continue
                 try:
                     converted = converter(row.raw)
                 except ConversionFailure as exc:
-                    conn.execute(t.update().where(t.c.id == message_id).values(
-                        status=MessageStatus.FAILED.value, error=str(exc),
-                        attempts=row.attempts + 1, mapping_version=mapping_version))
+                    conn.execute(
+                        t.update()
+                        .where(t.c.id == message_id)
+                        .values(
+                            status=MessageStatus.FAILED.value,
+                            error=str(exc),
+                            attempts=row.attempts + 1,
+                            mapping_version=mapping_version,
+                        )
+                    )
                     outcome[message_id] = MessageStatus.FAILED
                     continue
                 self._upsert_resources(conn, converted, message_id)
                 values: dict[str, Any] = {
-                    "status": MessageStatus.CONVERTED.value, "error": None,
-                    "attempts": row.attempts + 1, "converted_at": _now(),
+                    "status": MessageStatus.CONVERTED.value,
+                    "error": None,
+                    "attempts": row.attempts + 1,
+                    "converted_at": _now(),
                     "mapping_version": mapping_version,
                 }
-                if converted.patient_id:
-                    values["patient_id"] = converted.patient_id[:128]
                 conn.execute(t.update().where(t.c.id == message_id).values(**values))
                 outcome[message_id] = MessageStatus.CONVERTED
         return outcome
@@ -489,13 +517,16 @@ class Hl7Store:
         t = messages_table
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(t.c.id).where(t.c.status == MessageStatus.RECEIVED.value)
-                .order_by(t.c.id).limit(limit)
+                sa.select(t.c.id)
+                .where(t.c.status == MessageStatus.RECEIVED.value)
+                .order_by(t.c.id)
+                .limit(limit)
             )
             return [int(r.id) for r in rows]
 
-    def find_messages(self, flt: MessageFilter, *, limit: int = 100,
-                      with_raw: bool = False) -> list[StoredMessage]:
+    def find_messages(
+        self, flt: MessageFilter, *, limit: int = 100, with_raw: bool = False
+    ) -> list[StoredMessage]:
         """Stored messages matching ``flt``, in id order, at most ``limit``."""
         t = messages_table
         cols = [c for c in t.c if c.name != "dedup_key" and (with_raw or c.name != "raw")]
@@ -524,19 +555,32 @@ class Hl7Store:
             out = []
             for r in conn.execute(q):
                 m = r._mapping
-                out.append(StoredMessage(
-                    id=m["id"], channel=m["channel"], received_at=m["received_at"],
-                    peer=m["peer"], sending_application=m["sending_application"],
-                    sending_facility=m["sending_facility"], control_id=m["control_id"],
-                    message_code=m["message_code"], trigger_event=m["trigger_event"],
-                    structure=m["structure"], version=m["version"],
-                    processing_id=m["processing_id"], message_time=m["message_time"],
-                    patient_id=m["patient_id"], status=MessageStatus(m["status"]),
-                    ack_code=m["ack_code"], error=m["error"], duplicate_of=m["duplicate_of"],
-                    attempts=m["attempts"], converted_at=m["converted_at"],
-                    mapping_version=m["mapping_version"],
-                    raw=m["raw"] if with_raw else None,
-                ))
+                out.append(
+                    StoredMessage(
+                        id=m["id"],
+                        channel=m["channel"],
+                        received_at=m["received_at"],
+                        peer=m["peer"],
+                        sending_application=m["sending_application"],
+                        sending_facility=m["sending_facility"],
+                        control_id=m["control_id"],
+                        message_code=m["message_code"],
+                        trigger_event=m["trigger_event"],
+                        structure=m["structure"],
+                        version=m["version"],
+                        processing_id=m["processing_id"],
+                        message_time=m["message_time"],
+                        patient_id=m["patient_id"],
+                        status=MessageStatus(m["status"]),
+                        ack_code=m["ack_code"],
+                        error=m["error"],
+                        duplicate_of=m["duplicate_of"],
+                        attempts=m["attempts"],
+                        converted_at=m["converted_at"],
+                        mapping_version=m["mapping_version"],
+                        raw=m["raw"] if with_raw else None,
+                    )
+                )
             return out
 
     def status_counts(self) -> dict[tuple[str, str], int]:
@@ -544,15 +588,15 @@ class Hl7Store:
         t = messages_table
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(t.c.channel, t.c.status, sa.func.count()).group_by(t.c.channel,
-                                                                           t.c.status)
+                sa.select(t.c.channel, t.c.status, sa.func.count()).group_by(
+                    t.c.channel, t.c.status
+                )
             )
             return {(r[0], r[1]): int(r[2]) for r in rows}
 
     # ---- FHIR resources ---------------------------------------------------------------
 
-    def _upsert_resources(self, conn: Connection, output: ConversionOutput,
-                          message_id: int) -> int:
+    def _upsert_resources(self, conn: Connection, output: ConversionOutput, message_id: int) -> int:
         r = resources_table
         s = search_table
         now = _now()
@@ -565,10 +609,13 @@ class Hl7Store:
             rid = resource["id"]
             current = conn.execute(
                 sa.select(r.c.version_id, r.c.source_time, r.c.content).where(
-                    r.c.resource_type == rtype, r.c.resource_id == rid)
+                    r.c.resource_type == rtype, r.c.resource_id == rid
+                )
             ).first()
-            if current is not None and current.source_time is not None and (
-                source_time is not None and source_time < current.source_time
+            if (
+                current is not None
+                and current.source_time is not None
+                and (source_time is not None and source_time < current.source_time)
             ):
                 # An older message arriving late must not overwrite newer data.
                 continue
@@ -584,15 +631,31 @@ class Hl7Store:
             content = json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
             patient = _patient_of(resource)
             if current is None:
-                conn.execute(r.insert().values(
-                    resource_type=rtype, resource_id=rid, version_id=version, last_updated=now,
-                    source_time=source_time, message_id=message_id, patient_id=patient,
-                    content=content))
+                conn.execute(
+                    r.insert().values(
+                        resource_type=rtype,
+                        resource_id=rid,
+                        version_id=version,
+                        last_updated=now,
+                        source_time=source_time,
+                        message_id=message_id,
+                        patient_id=patient,
+                        content=content,
+                    )
+                )
             else:
-                conn.execute(r.update().where(r.c.resource_type == rtype,
-                                              r.c.resource_id == rid).values(
-                    version_id=version, last_updated=now, source_time=source_time,
-                    message_id=message_id, patient_id=patient, content=content))
+                conn.execute(
+                    r.update()
+                    .where(r.c.resource_type == rtype, r.c.resource_id == rid)
+                    .values(
+                        version_id=version,
+                        last_updated=now,
+                        source_time=source_time,
+                        message_id=message_id,
+                        patient_id=patient,
+                        content=content,
+                    )
+                )
                 replaced.append((rtype, rid))
             index.extend(index_rows(resource))
             written += 1
@@ -608,32 +671,40 @@ class Hl7Store:
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(r.c.version_id, r.c.last_updated, r.c.content).where(
-                    r.c.resource_type == resource_type, r.c.resource_id == resource_id)
+                    r.c.resource_type == resource_type, r.c.resource_id == resource_id
+                )
             ).first()
         if row is None:
             return None
-        return StoredResource(resource_type, resource_id, row.version_id, row.last_updated,
-                              json.loads(row.content))
+        return StoredResource(
+            resource_type, resource_id, row.version_id, row.last_updated, json.loads(row.content)
+        )
 
     def put_resource(self, resource: dict[str, Any], *, message_id: int | None = None) -> int:
         """Insert or replace one resource outside message ingestion; returns its version."""
         with self._write_lock, self.engine.begin() as conn:
             self._upsert_resources(conn, ConversionOutput([resource]), message_id or 0)
             r = resources_table
-            version = conn.execute(sa.select(r.c.version_id).where(
-                r.c.resource_type == resource["resourceType"],
-                r.c.resource_id == resource["id"])).scalar_one()
+            version = conn.execute(
+                sa.select(r.c.version_id).where(
+                    r.c.resource_type == resource["resourceType"], r.c.resource_id == resource["id"]
+                )
+            ).scalar_one()
             return int(version)
 
     def search_resources(
-        self, resource_type: str, conditions: Sequence[sa.ColumnElement[bool]], *,
-        after_id: str | None, limit: int, include_total: bool,
+        self,
+        resource_type: str,
+        conditions: Sequence[sa.ColumnElement[bool]],
+        *,
+        after_id: str | None,
+        limit: int,
+        include_total: bool,
     ) -> tuple[list[StoredResource], int | None]:
         """Resources of one type matching every condition, in id order (keyset paging)."""
         r = resources_table
         base = [r.c.resource_type == resource_type, *conditions]
-        q = sa.select(r.c.resource_id, r.c.version_id, r.c.last_updated, r.c.content).where(
-            *base)
+        q = sa.select(r.c.resource_id, r.c.version_id, r.c.last_updated, r.c.content).where(*base)
         if after_id is not None:
             q = q.where(r.c.resource_id > after_id)
         q = q.order_by(r.c.resource_id).limit(limit)
@@ -641,10 +712,21 @@ class Hl7Store:
             rows = conn.execute(q).all()
             total = None
             if include_total:
-                total = int(conn.execute(
-                    sa.select(sa.func.count()).select_from(r).where(*base)).scalar_one())
-        return [StoredResource(resource_type, row.resource_id, row.version_id, row.last_updated,
-                               json.loads(row.content)) for row in rows], total
+                total = int(
+                    conn.execute(
+                        sa.select(sa.func.count()).select_from(r).where(*base)
+                    ).scalar_one()
+                )
+        return [
+            StoredResource(
+                resource_type,
+                row.resource_id,
+                row.version_id,
+                row.last_updated,
+                json.loads(row.content),
+            )
+            for row in rows
+        ], total
 
     # ---- outbound ---------------------------------------------------------------------
 
@@ -659,28 +741,54 @@ class Hl7Store:
         """Insert a new outbound record (status PENDING); returns it with its id."""
         o = outbound_table
         with self._write_lock, self.engine.begin() as conn:
-            pk = conn.execute(o.insert().values(
-                key=record.key, channel=record.channel, control_id=record.control_id,
-                message_type=record.message_type, resource_type=record.resource_type,
-                resource_id=record.resource_id, status=record.status.value,
-                attempts=record.attempts, ack_code=record.ack_code,
-                last_error=record.last_error, created_at=_now(), updated_at=_now(),
-                payload=record.payload)).inserted_primary_key
+            pk = conn.execute(
+                o.insert().values(
+                    key=record.key,
+                    channel=record.channel,
+                    control_id=record.control_id,
+                    message_type=record.message_type,
+                    resource_type=record.resource_type,
+                    resource_id=record.resource_id,
+                    status=record.status.value,
+                    attempts=record.attempts,
+                    ack_code=record.ack_code,
+                    last_error=record.last_error,
+                    created_at=_now(),
+                    updated_at=_now(),
+                    payload=record.payload,
+                )
+            ).inserted_primary_key
         assert pk is not None
         record.id = int(pk[0])
         return record
 
-    def outbound_update(self, record_id: int, *, status: OutboundStatus, attempts: int,
-                        ack_code: str = "", last_error: str | None = None) -> None:
+    def outbound_update(
+        self,
+        record_id: int,
+        *,
+        status: OutboundStatus,
+        attempts: int,
+        ack_code: str = "",
+        last_error: str | None = None,
+    ) -> None:
         """Record the outcome of a send attempt."""
         o = outbound_table
         with self._write_lock, self.engine.begin() as conn:
-            conn.execute(o.update().where(o.c.id == record_id).values(
-                status=status.value, attempts=attempts, ack_code=ack_code,
-                last_error=last_error, updated_at=_now()))
+            conn.execute(
+                o.update()
+                .where(o.c.id == record_id)
+                .values(
+                    status=status.value,
+                    attempts=attempts,
+                    ack_code=ack_code,
+                    last_error=last_error,
+                    updated_at=_now(),
+                )
+            )
 
-    def outbound_list(self, status: OutboundStatus | None = None,
-                      limit: int = 100) -> list[OutboundRecord]:
+    def outbound_list(
+        self, status: OutboundStatus | None = None, limit: int = 100
+    ) -> list[OutboundRecord]:
         """Outbound records, oldest first, optionally of one status."""
         o = outbound_table
         q = sa.select(o)
@@ -690,13 +798,23 @@ class Hl7Store:
             return [_outbound(r._mapping) for r in conn.execute(q.order_by(o.c.id).limit(limit))]
 
 
-def _outbound(m: Mapping[str, Any]) -> OutboundRecord:
+def _outbound(m: sa.RowMapping) -> OutboundRecord:
     return OutboundRecord(
-        id=m["id"], key=m["key"], channel=m["channel"], control_id=m["control_id"],
-        message_type=m["message_type"], resource_type=m["resource_type"],
-        resource_id=m["resource_id"], status=OutboundStatus(m["status"]),
-        attempts=m["attempts"], ack_code=m["ack_code"], last_error=m["last_error"],
-        payload=m["payload"], created_at=m["created_at"], updated_at=m["updated_at"])
+        id=m["id"],
+        key=m["key"],
+        channel=m["channel"],
+        control_id=m["control_id"],
+        message_type=m["message_type"],
+        resource_type=m["resource_type"],
+        resource_id=m["resource_id"],
+        status=OutboundStatus(m["status"]),
+        attempts=m["attempts"],
+        ack_code=m["ack_code"],
+        last_error=m["last_error"],
+        payload=m["payload"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
 
 
 def _patient_of(resource: dict[str, Any]) -> str | None:
@@ -715,8 +833,9 @@ def _patient_of(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def _merge_resource(current: dict[str, Any], new: dict[str, Any],
-                    keys: Sequence[str]) -> dict[str, Any]:
+def _merge_resource(
+    current: dict[str, Any], new: dict[str, Any], keys: Sequence[str]
+) -> dict[str, Any]:
     """Overlay only ``keys`` of ``new`` onto ``current`` (partial updates such as merges)."""
     merged = dict(current)
     merged.pop("meta", None)

@@ -125,9 +125,7 @@ def _ring(version: int, keys: tuple[Key, ...]) -> KeyRing:
     for key in keys:
         if key.kid is not None:
             by_kid.setdefault(key.kid, []).append(key)
-    return KeyRing(
-        version=version, by_kid={k: tuple(v) for k, v in by_kid.items()}, all_keys=keys
-    )
+    return KeyRing(version=version, by_kid={k: tuple(v) for k, v in by_kid.items()}, all_keys=keys)
 
 
 class KeySource(Protocol):
@@ -270,4 +268,3 @@ class UrlKeySource:
             self._ring = _ring(version, keys)
             self._raw = raw
             _log.info("loaded %d signing keys from %s", len(keys), self._url)
-

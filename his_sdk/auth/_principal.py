@@ -93,6 +93,18 @@ class Principal:
         """
         return [s for s in self.scopes if s.permits(resource_type, interaction)]
 
+    def scope_contexts_for(self, resource_type: str, interaction: str) -> list[str]:
+        """The contexts of the scopes granting ``interaction`` on ``resource_type``.
+
+        Each context appears once, broadest first: ``system``, ``user``, ``patient``.
+
+        Args:
+            resource_type: A FHIR resource type.
+            interaction: A SMART letter or interaction name, as in :meth:`SmartScope.permits`.
+        """
+        found = {s.context for s in self.scopes if s.permits(resource_type, interaction)}
+        return [c for c in ("system", "user", "patient") if c in found]
+
 
 def _str_claim(claims: Mapping[str, Any], name: str) -> str | None:
     value = claims.get(name)

@@ -115,8 +115,10 @@ class TokenVerifier:
         self._algorithms = frozenset(a for a in settings.algorithms if a in SUPPORTED_ALGORITHMS)
         if not self._algorithms:
             raise ValueError("no usable token algorithm configured (none and HS* are refused)")
-        self._registry = jws.JWSRegistry(algorithms=sorted(self._algorithms))
-        self._registry.strict_check_header = False
+        # Unknown non-critical header parameters are ignored, as RFC 7515 section 4 asks.
+        self._registry = jws.JWSRegistry(
+            algorithms=sorted(self._algorithms), strict_check_header=False
+        )
         self._settings = settings
         self._clock = clock
         self._cache_size = cache_size
@@ -180,6 +182,8 @@ class TokenVerifier:
             raise _fail("algorithm not allowed")
         if "enc" in header:
             raise _fail("encrypted tokens (JWE) are not accepted")
+        if "crit" in header:
+            raise _fail("unsupported critical header")
         if not parts[2]:
             raise _fail("token is not signed")
         kid = header.get("kid")
@@ -190,12 +194,11 @@ class TokenVerifier:
             obj = jws.extract_compact(token.encode("ascii"), registry=self._registry)
             valid = jws.validate_compact(obj, key, registry=self._registry)
         except JoseError as exc:
-            raise _fail(f"malformed token: {exc.error}") from exc
+            raise _fail(f"malformed token ({exc.error})") from exc
         if not valid:
             raise _fail("bad signature")
-        assert obj.payload is not None
         try:
-            claims = json.loads(obj.payload)
+            claims = json.loads(obj.payload or b"")
         except ValueError as exc:
             raise _fail("malformed token payload") from exc
         if not isinstance(claims, dict):

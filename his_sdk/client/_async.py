@@ -136,8 +136,13 @@ class AsyncHisClient(ClientCore):
         """Search one page; arguments as :meth:`his_sdk.HisClient.search`."""
         check_type(resource_type)
         request = self._search_request(
-            resource_type, params, count=count, cursor=cursor, elements=elements,
-            summary=summary, total=total,
+            resource_type,
+            params,
+            count=count,
+            cursor=cursor,
+            elements=elements,
+            summary=summary,
+            total=total,
         )
         response = await self._invoke(self._stub.Search, request, break_glass)
         return self._search_result(request, response)
@@ -165,7 +170,11 @@ class AsyncHisClient(ClientCore):
     ) -> AsyncIterator[Resource]:
         """Every match across pages, fetched lazily; stop after ``limit`` resources."""
         page: SearchPage | None = await self.search(
-            resource_type, params, count=count, elements=elements, summary=summary,
+            resource_type,
+            params,
+            count=count,
+            elements=elements,
+            summary=summary,
             break_glass=break_glass,
         )
         seen = 0
@@ -179,7 +188,5 @@ class AsyncHisClient(ClientCore):
 
     async def capabilities(self) -> CapabilityStatement:
         """The gateway's CapabilityStatement."""
-        response = await self._invoke(
-            self._stub.Capabilities, fhir_pb2.CapabilitiesRequest(), None
-        )
+        response = await self._invoke(self._stub.Capabilities, fhir_pb2.CapabilitiesRequest(), None)
         return self._capabilities_result(response)

@@ -212,7 +212,7 @@ def translate_error(exc: grpc.RpcError) -> his_sdk.errors.HisError:
 
 
 def channel_credentials(tls: TlsConfig) -> grpc.ChannelCredentials:
-    """gRPC channel credentials from a :class:`TlsConfig`."""
+    """GRPC channel credentials from a :class:`TlsConfig`."""
     return grpc.ssl_channel_credentials(
         root_certificates=tls.root_certificates,
         private_key=tls.client_private_key,

@@ -80,9 +80,7 @@ class HisClient(ClientCore):
 
     def _invoke(self, method: Any, request: Any, break_glass: str | None) -> Any:
         try:
-            return method(
-                request, timeout=self._timeout, metadata=self._call_metadata(break_glass)
-            )
+            return method(request, timeout=self._timeout, metadata=self._call_metadata(break_glass))
         except grpc.RpcError as exc:
             raise translate_error(exc) from exc
 
@@ -159,8 +157,13 @@ class HisClient(ClientCore):
         """
         check_type(resource_type)
         request = self._search_request(
-            resource_type, params, count=count, cursor=cursor, elements=elements,
-            summary=summary, total=total,
+            resource_type,
+            params,
+            count=count,
+            cursor=cursor,
+            elements=elements,
+            summary=summary,
+            total=total,
         )
         return self._search_result(request, self._invoke(self._stub.Search, request, break_glass))
 
@@ -184,7 +187,11 @@ class HisClient(ClientCore):
     ) -> Iterator[Resource]:
         """Every match across pages, fetched lazily; stop after ``limit`` resources."""
         page: SearchPage | None = self.search(
-            resource_type, params, count=count, elements=elements, summary=summary,
+            resource_type,
+            params,
+            count=count,
+            elements=elements,
+            summary=summary,
             break_glass=break_glass,
         )
         seen = 0

@@ -82,8 +82,11 @@ class Gateway:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if self.settings.server.reflection:
             reflection.enable_server_reflection(
-                (FHIR_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                 reflection.SERVICE_NAME),
+                (
+                    FHIR_SERVICE,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ),
                 server,
             )
         address = f"{self.settings.server.host}:{self.settings.server.port}"
@@ -98,8 +101,12 @@ class Gateway:
         self._server = server
         await self._update_health()
         self._health_task = asyncio.create_task(self._health_loop())
-        _log.info("gateway listening on %s:%d serving %s", self.settings.server.host, self.port,
-                  self.router.describe())
+        _log.info(
+            "gateway listening on %s:%d serving %s",
+            self.settings.server.host,
+            self.port,
+            self.router.describe(),
+        )
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:
@@ -132,7 +139,7 @@ class Gateway:
         for name, adapter in self._adapters:
             try:
                 status = await adapter.health()
-            except Exception:  # noqa: BLE001 - a failing health probe is itself the answer
+            except Exception:
                 _log.exception("health probe of adapter %s failed", name)
                 states.append(HealthState.NOT_SERVING)
                 continue

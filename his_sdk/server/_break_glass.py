@@ -81,8 +81,6 @@ class BreakGlassLog:
         """The latest overrides, newest first (for reviewers and tests)."""
         with self._engine.connect() as conn:
             rows = conn.execute(
-                sa.select(break_glass_events)
-                .order_by(break_glass_events.c.id.desc())
-                .limit(limit)
+                sa.select(break_glass_events).order_by(break_glass_events.c.id.desc()).limit(limit)
             )
             return [dict(r._mapping) for r in rows]

@@ -145,7 +145,9 @@ class AuthorizationHandler(CallHandler):
         """Authorize a read: before fetching for a Patient, after fetching for anything else."""
         principal = _require_principal(input.call)
         if input.resource_type == "Patient":
-            decision = await self._decide(input.call, principal, "read", "Patient", input.resource_id)
+            decision = await self._decide(
+                input.call, principal, "read", "Patient", input.resource_id
+            )
             resource = await self.next.read(input)
         else:
             # A type-level check first, so callers without any scope learn nothing about ids.
@@ -162,10 +164,10 @@ class AuthorizationHandler(CallHandler):
         """Authorize a search per patient compartment and add the constraints policy demands."""
         principal = _require_principal(input.call)
         query = input.query
-        compartments = _compartments(query)
+        compartments: list[str | None] = list(_compartments(query)) or [None]
         decisions = [
             await self._decide(input.call, principal, "search", query.resource_type, patient)
-            for patient in (compartments or [None])
+            for patient in compartments
         ]
         extra: list[tuple[str, str]] = []
         required = {d.required_patient for d in decisions if d.required_patient}

@@ -19,10 +19,10 @@ from his_sdk.auth import TokenVerifier
 from his_sdk.server._context import CallContext, current_call
 
 __all__ = [
+    "ERROR_CLASS_METADATA_KEY",
+    "OUTCOME_METADATA_KEY",
     "AuthenticationInterceptor",
     "ErrorMappingInterceptor",
-    "OUTCOME_METADATA_KEY",
-    "ERROR_CLASS_METADATA_KEY",
 ]
 
 _log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def _error_mapped(method: str, behavior: _Behavior, stream: bool) -> _Behavior:
             try:
                 async for item in behavior(request, context):
                     yield item
-            except Exception as exc:  # noqa: BLE001 - every error becomes a status here
+            except Exception as exc:
                 if isinstance(exc, grpc.aio.AbortError):
                     raise
                 await _abort(context, method, exc)
@@ -108,7 +108,7 @@ def _error_mapped(method: str, behavior: _Behavior, stream: bool) -> _Behavior:
             return await behavior(request, context)
         except grpc.aio.AbortError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every error becomes a status here
+        except Exception as exc:
             await _abort(context, method, exc)
 
     return unary
@@ -145,10 +145,13 @@ class AuthenticationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[mis
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        public = handler_call_details.method in self._public or handler_call_details.method.startswith(
-            ("/grpc.health.v1.", "/grpc.reflection.")
+        public = (
+            handler_call_details.method in self._public
+            or handler_call_details.method.startswith(("/grpc.health.v1.", "/grpc.reflection."))
         )
-        return _wrap(handler, lambda behavior, stream: self._authenticated(behavior, stream, public))
+        return _wrap(
+            handler, lambda behavior, stream: self._authenticated(behavior, stream, public)
+        )
 
     async def _context(self, context: grpc.aio.ServicerContext, public: bool) -> CallContext:
         metadata = _metadata(context)

@@ -6,7 +6,7 @@ import importlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import his_sdk.errors
 from his_sdk.adapter import Adapter, Interaction, PatientFactsProvider, TypeCapability
@@ -38,7 +38,7 @@ def load_adapter(settings: AdapterSettings) -> Adapter:
     adapter = cls.from_settings(settings.settings)
     if not isinstance(adapter, Adapter):
         raise ValueError(f"adapter '{settings.name}': {settings.implementation} is not an Adapter")
-    return cast(Adapter, adapter)
+    return adapter
 
 
 @dataclass(frozen=True)

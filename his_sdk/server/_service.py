@@ -163,8 +163,10 @@ class FhirService:
 
 
 def _check_id(resource_id: str) -> None:
-    if not resource_id or len(resource_id) > _MAX_ID or not all(
-        c.isalnum() or c in "-." for c in resource_id
+    if (
+        not resource_id
+        or len(resource_id) > _MAX_ID
+        or not all(c.isalnum() or c in "-." for c in resource_id)
     ):
         raise his_sdk.errors.InvalidRequestError(
             "resource id must be 1-64 characters of letters, digits, '-' and '.'",

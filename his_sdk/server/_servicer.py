@@ -14,13 +14,13 @@ from his_sdk.server._service import FhirService
 __all__ = ["FhirServicer"]
 
 
-class FhirServicer(fhir_pb2_grpc.FhirServiceServicer):
+class FhirServicer(fhir_pb2_grpc.FhirServiceServicer):  # type: ignore[misc]
     """Thin gRPC adapter over :class:`FhirService`."""
 
     def __init__(self, service: FhirService) -> None:
         self._service = service
 
-    async def Read(  # noqa: N802 - gRPC method name
+    async def Read(
         self, request: fhir_pb2.ReadRequest, context: grpc.aio.ServicerContext
     ) -> fhir_pb2.ReadResponse:
         """Read one resource."""
@@ -33,7 +33,7 @@ class FhirServicer(fhir_pb2_grpc.FhirServiceServicer):
             )
         )
 
-    async def Search(  # noqa: N802 - gRPC method name
+    async def Search(
         self, request: fhir_pb2.SearchRequest, context: grpc.aio.ServicerContext
     ) -> fhir_pb2.SearchResponse:
         """Search one page."""
@@ -57,7 +57,7 @@ class FhirServicer(fhir_pb2_grpc.FhirServiceServicer):
             total=result.total if result.total is not None else -1,
         )
 
-    async def Capabilities(  # noqa: N802 - gRPC method name
+    async def Capabilities(
         self, request: fhir_pb2.CapabilitiesRequest, context: grpc.aio.ServicerContext
     ) -> fhir_pb2.CapabilitiesResponse:
         """The CapabilityStatement."""
