@@ -53,14 +53,15 @@ def main() -> None:
     system_token = issuer.mint(
         client_id="triage-service",
         audience=audience,
-        scopes="system/Patient.rs system/Encounter.rs",
+        scopes="system/Patient.rs system/Encounter.rs system/Observation.rs",
         roles=("system",),
     )
     with his_sdk.HisClient.connect(args.target, token=system_token) as service:
         statement = service.capabilities()
         served = [r.type for r in statement.rest[0].resource]
         show("gateway serves", ", ".join(served))
-        patient = next(iter(service.search(Patient, {"_count": "1"})))
+        first_lab = next(iter(service.search(Observation, {"category": "laboratory"}, count=1)))
+        patient = service.read(Patient, first_lab.subject.reference.split("/")[1])
         encounters = service.search(Encounter, {"patient": patient.id}, count=50)
         clinician = next(
             p.individual.reference
@@ -106,8 +107,10 @@ def main() -> None:
         for obs in vitals:
             print(describe_observation(obs))
         if vitals.resources:
-            size = len(vitals.resources[0].model_dump_json(exclude_none=True))
-            print(f"  ({size} bytes per resource)")
+            full = agent.read(Observation, vitals.resources[0].id)
+            trimmed = len(vitals.resources[0].model_dump_json(exclude_none=True))
+            print(f"  ({trimmed} bytes per resource instead of "
+                  f"{len(full.model_dump_json(exclude_none=True))})")
 
         show("denied: MedicationRequest is outside the agent's scopes")
         try:

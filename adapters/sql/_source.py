@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -232,7 +232,7 @@ class BoundSource:
         self,
         dialect: str,
         aliases_for: Mapping[str, Sequence[str]],
-        keys_for: Any,
+        keys_for: Callable[[str, str], list[Any]],
     ) -> ClauseContext:
         """The context for building this source's search clauses."""
         return ClauseContext(

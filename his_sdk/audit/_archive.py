@@ -15,7 +15,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ._chain import GENESIS_HASH, ChainedEvent, canonical_json, envelope_json
-from ._kafka import KafkaError, TopicPartition, make_admin, make_consumer, read_topic, topic_id
+from ._kafka import (
+    KafkaError,
+    TopicPartition,
+    describe_topic,
+    make_admin,
+    make_consumer,
+    read_topic,
+)
 from ._schema import archive_chain_table, archive_metadata, archive_offset_table, archive_table
 from ._settings import KafkaSettings
 
@@ -484,19 +491,14 @@ class Archiver:
         self._consumer = self._admin = None
         self._assigned = []
 
-    def _current_topic_id(self) -> str | None:
+    def _describe(self) -> tuple[str | None, set[int]] | None:
         try:
-            return topic_id(self._admin, self.kafka.topic)
+            return describe_topic(self._admin, self.kafka.topic)
         except KafkaError as exc:
             _log.warning("cannot describe audit topic %s: %s", self.kafka.topic, exc)
             return None
 
-    def _assign(self, *, from_start: bool) -> bool:
-        partitions = self._consumer.partitions_for_topic(self.kafka.topic)
-        if not partitions:
-            self._consumer.assign([])
-            self._assigned = []
-            return False
+    def _assign(self, partitions: set[int], *, from_start: bool) -> None:
         tps = [TopicPartition(self.kafka.topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
         self._assigned = tps
@@ -507,16 +509,22 @@ class Archiver:
                 self._consumer.seek(tp, stored[tp.partition])
             else:
                 self._consumer.seek_to_beginning(tp)
-        return True
+
+    def _reassign(self) -> None:
+        self._assign({tp.partition for tp in self._assigned}, from_start=False)
 
     def _check_topic(self) -> None:
-        tid = self._current_topic_id()
-        partitions = self._consumer.partitions_for_topic(self.kafka.topic) or set()
+        described = self._describe()
+        if described is None:
+            return
+        tid, partitions = described
         if not partitions:
+            # The topic is missing (not created yet, or the broker restarted empty): keep
+            # the assignment; the recreated topic gets a new id and is re-read from its start.
             return
         if not self._assigned:
             self._topic_id = tid
-            self._assign(from_start=False)
+            self._assign(partitions, from_start=False)
             return
         if tid is not None and self._topic_id is not None and tid != self._topic_id:
             _log.warning(
@@ -525,21 +533,26 @@ class Archiver:
             )
             self._topic_id = tid
             self.stats.resets += 1
-            self._assign(from_start=True)
+            self._assign(partitions, from_start=True)
             return
         if tid is not None and self._topic_id is None:
             self._topic_id = tid
-        if {tp.partition for tp in self._assigned} != set(partitions):
-            self._assign(from_start=False)
+        if {tp.partition for tp in self._assigned} != partitions:
+            self._assign(partitions, from_start=False)
             return
-        ends = self._consumer.end_offsets(self._assigned)
-        if any(self._consumer.position(tp) > ends[tp] for tp in self._assigned):
+        try:
+            ends = self._consumer.end_offsets(self._assigned)
+            behind = any(self._consumer.position(tp) > ends[tp] for tp in self._assigned)
+        except KafkaError as exc:
+            _log.warning("cannot read the end offsets of audit topic %s: %s", self.kafka.topic, exc)
+            return
+        if behind:
             _log.warning(
                 "audit topic %s ends before the archive's position: re-reading from the start",
                 self.kafka.topic,
             )
             self.stats.resets += 1
-            self._assign(from_start=True)
+            self._assign(partitions, from_start=True)
 
     def poll(self, timeout: float = 0.5) -> ArchiveStats:
         """Read one batch of messages and ingest it.
@@ -584,7 +597,7 @@ class Archiver:
             )
         except Exception:
             # Read the batch again next time rather than skip it.
-            self._assign(from_start=False)
+            self._reassign()
             raise
         stats.rejected += rejected
         stats.received += rejected

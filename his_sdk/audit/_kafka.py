@@ -27,11 +27,11 @@ __all__ = [
     "KafkaError",
     "TopicPartition",
     "client_config",
+    "describe_topic",
     "ensure_topic",
     "make_consumer",
     "make_producer",
     "read_topic",
-    "topic_id",
 ]
 
 _log = logging.getLogger(__name__)
@@ -136,18 +136,26 @@ def ensure_topic(settings: KafkaSettings, bootstrap_servers: list[str]) -> bool:
         admin.close()
 
 
-def topic_id(admin: Any, topic: str) -> str | None:
-    """The broker's id of ``topic`` (changes when the topic is recreated), or None.
+def describe_topic(admin: Any, topic: str) -> tuple[str | None, set[int]]:
+    """The broker's id of ``topic`` (it changes when the topic is recreated) and its partitions.
+
+    Returns:
+        ``(None, set())`` when the topic does not exist; the id is None on brokers that do not
+        report topic ids.
 
     Raises:
         KafkaError: The broker could not be asked.
     """
-    described = admin.describe_topics([topic])
+    try:
+        described = admin.describe_topics([topic])
+    except kafka.errors.UnknownTopicOrPartitionError:
+        return None, set()
     for entry in described:
         if entry.get("name") == topic and entry.get("error_code", 0) == 0:
             value = entry.get("topic_id")
-            return None if value is None else str(value)
-    return None
+            partitions = {int(p["partition_index"]) for p in entry.get("partitions", [])}
+            return (None if value is None else str(value)), partitions
+    return None, set()
 
 
 def read_topic(

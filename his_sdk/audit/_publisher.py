@@ -22,6 +22,22 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+def _close_producer(producer: Any) -> None:
+    """Close a producer, abandoning records it can no longer deliver."""
+    try:
+        producer.close(timeout=0)
+        return
+    except KafkaError as exc:
+        _log.info("audit producer still had undelivered records at close: %s", exc)
+    # kafka-python's close() flushes first and gives up when records are stuck (a broker that
+    # vanished mid-request), leaving its sender thread running; force_close() is the only way
+    # to abandon them. The rows are still unpublished in the outbox and will be sent again.
+    sender = producer._sender
+    sender.force_close()
+    sender.join(5.0)
+    producer.close(timeout=0)
+
+
 class Publisher:
     """Sends outbox rows to the audit topic, keyed by patient, in chain order.
 
@@ -93,10 +109,7 @@ class Publisher:
     def _reset_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            try:
-                producer.close(timeout=0)
-            except KafkaError as exc:
-                _log.warning("closing a failed audit producer: %s", exc)
+            _close_producer(producer)
 
     def publish_batch(self) -> int:
         """Send one batch of unpublished rows and mark those the broker acknowledged.
@@ -119,7 +132,7 @@ class Publisher:
                     key = None if row.patient_key is None else row.patient_key.encode()
                     future = producer.send(self.kafka.topic, key=key, value=row.envelope.encode())
                     sent.append((row, future))
-                producer.flush(timeout=self.kafka.delivery_timeout_seconds + 5.0)
+                producer.flush(timeout=self.kafka.delivery_timeout_seconds + 1.0)
             except KafkaError as exc:
                 failure = exc
             acked = [row for row, future in sent if future.is_done and future.succeeded()]

@@ -21,17 +21,26 @@ _PRIVATE_FILE = "signing-keys.json"
 _JWKS_FILE = "jwks.json"
 
 
-def _generate(alg: str) -> Key:
+def _generate(alg: str) -> tuple[Key, str]:
     if alg not in SUPPORTED_ALGORITHMS:
         raise ValueError(f"unsupported key type {alg!r}; use one of {sorted(SUPPORTED_ALGORITHMS)}")
     kty, curve = SUPPORTED_ALGORITHMS[alg]
     parameters: Any = {"alg": alg, "use": "sig"}
+    key: Key
     if kty == "RSA":
-        return RSAKey.generate_key(2048, parameters, private=True, auto_kid=True)
-    assert curve is not None
-    if kty == "EC":
-        return ECKey.generate_key(curve, parameters, private=True, auto_kid=True)
-    return OKPKey.generate_key(curve, parameters, private=True, auto_kid=True)  # type: ignore[arg-type]
+        key = RSAKey.generate_key(2048, parameters, private=True, auto_kid=True)
+    elif kty == "EC":
+        key = ECKey.generate_key(curve, parameters, private=True, auto_kid=True)
+    else:
+        key = OKPKey.generate_key(curve, parameters, private=True, auto_kid=True)  # type: ignore[arg-type]
+    return key, _kid(key)
+
+
+def _kid(key: Key) -> str:
+    kid = key.kid
+    if not kid:
+        raise ValueError("signing key has no kid")
+    return kid
 
 
 def _write(path: Path, data: Mapping[str, Any], mode: int) -> None:
@@ -68,6 +77,8 @@ class DevIssuer:
     def init(cls, directory: Path, *, issuer: str, key_type: str = "RS256") -> DevIssuer:
         """Create a key directory with one signing key.
 
+        An issuer already in ``directory`` is replaced: tokens it signed stop verifying.
+
         Args:
             directory: Created if missing (mode 0700).
             issuer: The ``iss`` of minted tokens (``AuthSettings.issuer``).
@@ -75,15 +86,11 @@ class DevIssuer:
                 ``ES384``, ``Ed25519``, ...
 
         Raises:
-            FileExistsError: The directory already holds an issuer.
             ValueError: ``key_type`` is not supported.
         """
-        if (directory / _PRIVATE_FILE).exists():
-            raise FileExistsError(f"a dev issuer already exists in {directory}")
-        key = _generate(key_type)
+        key, kid = _generate(key_type)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        assert key.kid is not None
-        issuer_obj = cls(directory, issuer, [key], key.kid)
+        issuer_obj = cls(directory, issuer, [key], kid)
         issuer_obj._save()
         return issuer_obj
 
@@ -105,7 +112,7 @@ class DevIssuer:
             active_kid = data["active_kid"]
         except (KeyError, TypeError) as exc:
             raise ValueError(f"damaged dev issuer key file {path}") from exc
-        if not isinstance(issuer, str) or active_kid not in {k.kid for k in keys}:
+        if not isinstance(issuer, str) or active_kid not in {_kid(k) for k in keys}:
             raise ValueError(f"damaged dev issuer key file {path}")
         return cls(directory, issuer, keys, active_kid)
 
@@ -132,7 +139,7 @@ class DevIssuer:
     @property
     def kids(self) -> tuple[str, ...]:
         """Every published ``kid``, oldest first."""
-        return tuple(k.kid for k in self._keys if k.kid is not None)
+        return tuple(_kid(k) for k in self._keys)
 
     def jwks(self) -> dict[str, Any]:
         """The public JWKS document (what ``jwks.json`` holds)."""
@@ -151,12 +158,11 @@ class DevIssuer:
             The new key's ``kid``.
         """
         alg = key_type or str(self._active_key().alg)
-        key = _generate(alg)
-        assert key.kid is not None
+        key, kid = _generate(alg)
         self._keys.append(key)
-        self._active_kid = key.kid
+        self._active_kid = kid
         self._save()
-        return key.kid
+        return kid
 
     def retire(self, kid: str) -> None:
         """Remove a key that is no longer active; tokens it signed stop verifying.

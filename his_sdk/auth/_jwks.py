@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
 import os
@@ -88,7 +90,8 @@ class KeyRing:
 def parse_jwks(data: bytes) -> tuple[Key, ...]:
     """Parse a JWKS document into public verification keys.
 
-    Symmetric (``oct``) keys are skipped: a shared secret never verifies a bearer token here.
+    Symmetric (``oct``) keys are skipped: a shared secret never verifies a bearer token here;
+    so are RSA keys shorter than 2048 bits.
     Members with a key type this library does not know are skipped as RFC 7517 section 5
     asks; a member that claims a known type but is broken fails the whole set.
 
@@ -110,6 +113,11 @@ def parse_jwks(data: bytes) -> tuple[Key, ...]:
             raise ValueError("JWKS member is not an object")
         if member.get("kty") not in ("RSA", "EC", "OKP"):
             continue
+        if member.get("kty") == "RSA" and _rsa_bits(member) < _MIN_RSA_BITS:
+            _log.warning(
+                "JWKS key %r ignored: RSA keys need %d bits", member.get("kid"), _MIN_RSA_BITS
+            )
+            continue
         public = {k: v for k, v in member.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
         try:
             keys.append(JWKRegistry.import_key(public))
@@ -118,6 +126,17 @@ def parse_jwks(data: bytes) -> tuple[Key, ...]:
     if not keys:
         raise ValueError("JWKS holds no RSA, EC or OKP key")
     return tuple(keys)
+
+
+def _rsa_bits(member: Mapping[str, object]) -> int:
+    modulus = member.get("n")
+    if not isinstance(modulus, str):
+        raise ValueError(f"JWKS member {member.get('kid')!r} is invalid: no modulus")
+    try:
+        raw = base64.urlsafe_b64decode(modulus + "=" * (-len(modulus) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"JWKS member {member.get('kid')!r} is invalid: bad modulus") from exc
+    return int.from_bytes(raw, "big").bit_length()
 
 
 def _ring(version: int, keys: tuple[Key, ...]) -> KeyRing:

@@ -23,7 +23,7 @@ from his_sdk.audit import (
     read_topic,
     verify,
 )
-from tests.his_sdk.audit.audit_helpers import PRINCIPAL, read_ctx
+from tests.his_sdk.audit.audit_helpers import PRINCIPAL, broker_outage, read_ctx
 
 ORDERS = sa.Table(
     "legacy_orders",
@@ -232,6 +232,7 @@ def test_sync_recording_and_denials(audit_settings):
         assert event.event["outcomeDesc"] == "forbidden: no care relationship"
 
 
+@broker_outage
 def test_publisher_survives_unreachable_broker(db_url):
     settings = KafkaSettings(
         bootstrap_servers=["127.0.0.1:9"],

@@ -1,0 +1,1 @@
+"""Mapping files shipped with the SQL adapter (``openemr.yaml``), selectable by name."""
