@@ -60,8 +60,13 @@ def main() -> None:
         statement = service.capabilities()
         served = [r.type for r in statement.rest[0].resource]
         show("gateway serves", ", ".join(served))
-        first_lab = next(iter(service.search(Observation, {"category": "laboratory"}, count=1)))
-        patient = service.read(Patient, first_lab.subject.reference.split("/")[1])
+        # Prefer a patient with laboratory results, so the session has something to page.
+        labs_anywhere = service.search(Observation, {"category": "laboratory"}, count=1)
+        if labs_anywhere.resources:
+            patient_id = labs_anywhere.resources[0].subject.reference.split("/")[1]
+        else:
+            patient_id = service.search(Patient, count=1).resources[0].id
+        patient = service.read(Patient, patient_id)
         encounters = service.search(Encounter, {"patient": patient.id}, count=50)
         clinician = next(
             p.individual.reference
@@ -109,8 +114,10 @@ def main() -> None:
         if vitals.resources:
             full = agent.read(Observation, vitals.resources[0].id)
             trimmed = len(vitals.resources[0].model_dump_json(exclude_none=True))
-            print(f"  ({trimmed} bytes per resource instead of "
-                  f"{len(full.model_dump_json(exclude_none=True))})")
+            print(
+                f"  ({trimmed} bytes per resource instead of "
+                f"{len(full.model_dump_json(exclude_none=True))})"
+            )
 
         show("denied: MedicationRequest is outside the agent's scopes")
         try:

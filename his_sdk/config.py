@@ -22,6 +22,7 @@ __all__ = [
     "GatewaySettings",
     "PagingSettings",
     "PolicySettings",
+    "RestSettings",
     "ServerSettings",
     "StateSettings",
     "load_settings",
@@ -51,6 +52,35 @@ class ServerSettings(_Section):
     """Largest request or response message."""
     grace_seconds: float = 5.0
     """How long in-flight calls may finish at shutdown."""
+
+
+class RestSettings(_Section):
+    """The FHIR R4 REST facade, served beside gRPC over the same service core."""
+
+    enabled: bool = False
+    """Serve the REST facade (``his serve`` starts it beside the gRPC listener)."""
+    host: str = "127.0.0.1"
+    """Address to bind; TLS uses ``server.tls_cert``/``server.tls_key`` when those are set."""
+    port: int = 8080
+    """TCP port; 0 picks a free one (tests)."""
+    base_url: str | None = None
+    """Public base URL for ``fullUrl`` and Bundle links (set it behind a proxy); when empty
+    it is taken from each request's scheme, host and root path."""
+    token_endpoint: str | None = None
+    """The identity provider's OAuth2 token endpoint, published in
+    ``/.well-known/smart-configuration`` and ``/metadata``; without it that document is 404."""
+    authorization_endpoint: str | None = None
+    """The identity provider's authorization endpoint, for SMART App Launch clients."""
+    smart_capabilities: list[str] = Field(
+        default_factory=lambda: ["client-confidential-asymmetric", "permission-v2"]
+    )
+    """SMART ``capabilities`` advertised in the SMART configuration."""
+    max_body_bytes: int = 1024 * 1024
+    """Largest request body accepted by ``POST`` and ``PUT``."""
+    access_log: bool = False
+    """Log one line per request; off by default because URLs carry patient ids."""
+    grace_seconds: float = 5.0
+    """How long in-flight requests may finish at shutdown."""
 
 
 class AuthSettings(_Section):
@@ -129,6 +159,8 @@ class GatewaySettings(BaseSettings):
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     """The gRPC listener."""
+    rest: RestSettings = Field(default_factory=RestSettings)
+    """The FHIR REST facade."""
     auth: AuthSettings = Field(default_factory=AuthSettings)
     """Token verification."""
     policy: PolicySettings = Field(default_factory=PolicySettings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 import grpc
@@ -23,6 +23,7 @@ __all__ = [
     "OUTCOME_METADATA_KEY",
     "AuthenticationInterceptor",
     "ErrorMappingInterceptor",
+    "call_context_from_headers",
 ]
 
 _log = logging.getLogger(__name__)
@@ -126,6 +127,41 @@ def _request_id_of(context: grpc.aio.ServicerContext) -> str:
     return _metadata(context).get("x-request-id") or "unknown"
 
 
+async def call_context_from_headers(
+    verifier: TokenVerifier, headers: Mapping[str, str], *, peer: str, public: bool
+) -> CallContext:
+    """Authenticate one call from its headers; every transport builds its context here.
+
+    Args:
+        verifier: Checks the bearer token.
+        headers: Lower-case header (or gRPC metadata) names to values: ``authorization``,
+            ``x-request-id``, ``traceparent``, ``x-his-break-glass``.
+        peer: The transport's peer address.
+        public: Whether the method runs without a token; a token sent anyway is verified.
+
+    Raises:
+        his_sdk.errors.AuthenticationError: No bearer token on a protected method, or a token
+            that fails verification.
+    """
+    authorization = headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    principal = None
+    if token and scheme.lower() == "bearer":
+        principal = await verifier.verify(token.strip())
+    elif not public:
+        raise his_sdk.errors.AuthenticationError(
+            "a bearer token is required ('authorization: Bearer <jwt>')"
+        )
+    reason = headers.get("x-his-break-glass", "").strip() or None
+    return CallContext(
+        principal=principal,
+        request_id=headers.get("x-request-id") or uuid.uuid4().hex,
+        trace_parent=headers.get("traceparent"),
+        peer=peer,
+        break_glass_reason=reason,
+    )
+
+
 class AuthenticationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Verify the bearer token and publish the call context to the servicer.
 
@@ -154,23 +190,8 @@ class AuthenticationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[mis
         )
 
     async def _context(self, context: grpc.aio.ServicerContext, public: bool) -> CallContext:
-        metadata = _metadata(context)
-        authorization = metadata.get("authorization", "")
-        scheme, _, token = authorization.partition(" ")
-        principal = None
-        if token and scheme.lower() == "bearer":
-            principal = await self._verifier.verify(token.strip())
-        elif not public:
-            raise his_sdk.errors.AuthenticationError(
-                "a bearer token is required (metadata 'authorization: Bearer <jwt>')"
-            )
-        reason = metadata.get("x-his-break-glass", "").strip() or None
-        return CallContext(
-            principal=principal,
-            request_id=metadata.get("x-request-id") or uuid.uuid4().hex,
-            trace_parent=metadata.get("traceparent"),
-            peer=context.peer() or "",
-            break_glass_reason=reason,
+        return await call_context_from_headers(
+            self._verifier, _metadata(context), peer=context.peer() or "", public=public
         )
 
     def _authenticated(self, behavior: _Behavior, stream: bool, public: bool) -> _Behavior:

@@ -15,7 +15,7 @@ from fhir.resources.R4B.patient import Patient
 import his_sdk
 from his_sdk.config import ServerSettings
 from his_sdk.server import Gateway
-from tests.his_sdk.server.conftest import GatewayThread
+from tests.conftest import GatewayThread
 
 
 def _certificate(subject: str, issuer_key, public_key, issuer_name=None, *, ca=False, ip=None):
@@ -58,8 +58,11 @@ def pki(tmp_path):
 
 def test_tls_gateway_serves_clients_that_trust_its_ca(settings, adapter, mint, pki):
     tls_settings = settings.model_copy(
-        update={"server": ServerSettings(port=0, grace_seconds=0, tls_cert=pki / "server.pem",
-                                         tls_key=pki / "server.key")}
+        update={
+            "server": ServerSettings(
+                port=0, grace_seconds=0, tls_cert=pki / "server.pem", tls_key=pki / "server.key"
+            )
+        }
     )
     token = mint("system/Patient.rs", roles=("system",))
     with GatewayThread(Gateway(tls_settings, adapters=[("memory", adapter)])) as gw:
