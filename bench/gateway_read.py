@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import json
 import os
 import socket
 import statistics
@@ -128,10 +129,16 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
         metadata = (("authorization", f"Bearer {token}"),)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         stub = fhir_pb2_grpc.FhirServiceStub(channel)
+        # A patient with laboratory results, so the search returns a full page.
         first = await stub.Search(
-            fhir_pb2.SearchRequest(resource_type="Patient", count=1), metadata=metadata
+            fhir_pb2.SearchRequest(
+                resource_type="Observation",
+                count=1,
+                parameters=[fhir_pb2.SearchParameter(name="category", value="laboratory")],
+            ),
+            metadata=metadata,
         )
-        patient_id = first.resources[0].id
+        patient_id = json.loads(first.resources[0].json)["subject"]["reference"].split("/")[1]
         read_request = fhir_pb2.ReadRequest(resource_type="Patient", id=patient_id)
         search_request = fhir_pb2.SearchRequest(
             resource_type="Observation",

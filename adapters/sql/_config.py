@@ -411,7 +411,7 @@ class MappingFile(_Strict):
 
     @pydantic.model_validator(mode="after")
     def _cross_check(self) -> MappingFile:
-        from ._template import compile_template, template_maps
+        from ._template import compile_template, template_columns, template_maps
 
         problems: list[str] = []
         for type_name, spec in self.resources.items():
@@ -436,9 +436,11 @@ class MappingFile(_Strict):
                     problems.extend(
                         self._check_binding(f"{at}.search.{pname}", spec, pname, binding)
                     )
-                for map_name in template_maps(compile_template(source.template)):
+                compiled = compile_template(source.template)
+                for map_name in template_maps(compiled):
                     if map_name not in self.value_maps:
                         problems.append(f"{at}.template: unknown value map '{map_name}'")
+                problems.extend(_foreign_columns(at, source, template_columns(compiled)))
             problems.extend(_id_collisions(where, spec.sources))
         if self.patient_facts is not None and "Patient" not in self.resources:
             problems.append("patient_facts: needs a 'Patient' resource to find patients")
@@ -465,6 +467,41 @@ class MappingFile(_Strict):
         if isinstance(binding, CodedBinding) and not self.code_systems:
             return [f"{at}: a 'coded' binding needs code_systems aliases"]
         return []
+
+
+def _binding_columns(binding: Binding) -> list[str]:
+    from ._conditions import condition_columns
+
+    if isinstance(binding, CasesBinding):
+        return [c for case in binding.cases.values() for c in condition_columns(case)]
+    if isinstance(binding, StringBinding):
+        return list(binding.columns)
+    if isinstance(binding, DateBinding) and binding.end_column:
+        return [binding.column, binding.end_column]
+    column = getattr(binding, "column", None)
+    return [column] if isinstance(column, str) else []
+
+
+def _foreign_columns(at: str, source: SourceSpec, template: set[str]) -> list[str]:
+    """Dotted column references whose table is neither the source's nor joined."""
+    from ._conditions import condition_columns
+
+    tables = {source.table, *(join.table for join in source.joins)}
+    places: list[tuple[str, str]] = [("template", ref) for ref in template]
+    for key in ("filter", "deleted"):
+        condition = getattr(source, key)
+        if condition is not None:
+            places += [(key, ref) for ref in condition_columns(condition)]
+    for pname, binding in source.search.items():
+        places += [(f"search.{pname}", ref) for ref in _binding_columns(binding)]
+    for index, join in enumerate(source.joins):
+        places += [(f"joins[{index}].match", ref) for ref in join.match]
+    return [
+        f"{at}.{where}: '{ref}' names table '{ref.split('.')[0]}', which is not the source's "
+        "table or joined"
+        for where, ref in sorted(set(places))
+        if "." in ref and ref.split(".")[0] not in tables
+    ]
 
 
 def id_affixes(template: str) -> tuple[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -31,6 +32,7 @@ from ._principal import Principal, principal_from_claims
 
 __all__ = ["TokenVerifier"]
 
+_log = logging.getLogger("his_sdk.auth")
 _MAX_TOKEN_BYTES = 16 * 1024
 
 
@@ -66,7 +68,7 @@ def _time_claim(claims: Mapping[str, Any], name: str) -> float | None:
 
 
 class TokenVerifier:
-    """Verifies OAuth2 access tokens (signed JWTs) and turns them into :class:`Principal` s.
+    """Verifies OAuth2 access tokens (signed JWTs) and turns them into principals.
 
     Only compact JWS tokens are accepted; encrypted (JWE) and unsigned tokens are refused.
     The header ``alg`` must be in ``AuthSettings.algorithms``; ``none`` and every HMAC
@@ -113,6 +115,9 @@ class TokenVerifier:
         if unknown:
             raise ValueError(f"unsupported token algorithms configured: {unknown}")
         self._algorithms = frozenset(a for a in settings.algorithms if a in SUPPORTED_ALGORITHMS)
+        refused = sorted(set(settings.algorithms) - self._algorithms)
+        if refused:
+            _log.warning("token algorithms %s are configured but always refused", refused)
         if not self._algorithms:
             raise ValueError("no usable token algorithm configured (none and HS* are refused)")
         # Unknown non-critical header parameters are ignored, as RFC 7515 section 4 asks.

@@ -167,7 +167,7 @@ class PolicyEngine:
     Raises:
         ValueError: No files were given.
         FileNotFoundError: A policy file does not exist.
-        polar.exceptions.PolarError: The policy does not parse or an inline query fails.
+        polar.exceptions.OsoError: The policy does not parse or an inline query fails.
     """
 
     def __init__(

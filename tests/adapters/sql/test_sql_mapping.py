@@ -139,6 +139,10 @@ def test_shipped_mapping_by_name_and_path(tmp_path: Path) -> None:
             lambda d: d["patient_facts"]["care_team"][0].update(reference="Practitioner/{id}"),
             "patient_facts.care_team[0].reference: must look like 'Practitioner/{value}'",
         ),
+        (
+            lambda d: source(d, "Observation")["search"]["patient"].update(column="orders.pid"),
+            "resources.Observation.sources[0].search.patient: 'orders.pid' names table 'orders'",
+        ),
         (lambda d: d.update(timezone="Mars/Olympus"), "timezone: unknown time zone 'Mars/Olympus'"),
         (lambda d: d.update(version=2), "version: Input should be 1"),
     ],

@@ -424,6 +424,28 @@ async def test_medication_request(seeded: Seeded) -> None:
             )
     for mrn, pid in seeded.pid_by_mrn.items():
         await check_medications(seeded, [("patient", pid)], lambda m, x=mrn: m["mrn"] == x)
+    encounters = await seeded.search("Encounter", [])
+    by_key = {
+        (seeded.mrn_of[e.subject.reference], model_utc(e.period.start)): e.id for e in encounters
+    }
+    for medication in seeded.truth.medications[:4]:
+        key = (medication["mrn"], medication["enc_start"])
+        await check_medications(
+            seeded,
+            [("encounter", f"Encounter/{by_key[key]}")],
+            lambda m, k=key: (m["mrn"], m["enc_start"]) == k,
+        )
+
+
+async def test_observation_ids_across_sources(seeded: Seeded) -> None:
+    everything = await seeded.search("Observation", [], count=5000)
+    picked = [everything[0].id, everything[len(everything) // 2].id, everything[-1].id]
+    found = await seeded.search("Observation", [("_id", ",".join(picked))])
+    assert sorted(r.id for r in found) == sorted(picked)
+    rest = await seeded.search("Observation", [("_id:not", ",".join(picked))], count=5000)
+    assert {r.id for r in rest} == {r.id for r in everything} - set(picked)
+    unknown = await seeded.search("Observation", [("_id", "vs-1-zz,lab-x,1")])
+    assert unknown == []
 
 
 # AllergyIntolerance --------------------------------------------------------------------------
