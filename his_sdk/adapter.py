@@ -179,7 +179,8 @@ class Adapter(Protocol):
     ``NotFoundError``/``GoneError`` for ids, ``UnsupportedParameterError`` for criteria the
     adapter cannot evaluate, ``UpstreamUnavailableError`` when the EHR cannot be reached and
     ``UpstreamDataError`` when its data cannot become valid FHIR. Driver exceptions never
-    escape: translate them at the adapter's edge.
+    escape: translate them at the adapter's edge. Returned models may be shared between calls
+    (adapters may cache them), so callers treat them as read-only.
     """
 
     @classmethod

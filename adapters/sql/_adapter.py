@@ -19,6 +19,7 @@ import his_sdk.adapter
 import his_sdk.errors
 import his_sdk.search
 
+from ._cache import ResourceCache
 from ._clauses import Clause
 from ._conditions import coerce, condition_columns, evaluate
 from ._config import MappingError, MappingFile, load_mapping, load_settings
@@ -110,8 +111,10 @@ class SqlAdapter:
         mapping: str | Path = "openemr",
         pool_size: int | None = None,
         echo: bool = False,
+        resource_cache_size: int = 4096,
     ) -> None:
         self._mapping = load_mapping(mapping)
+        self.cache = ResourceCache(resource_cache_size)
         self._engine = _engine(url, pool_size, echo)
         self._capabilities = _capabilities(self._mapping)
         self._render = RenderContext(
@@ -124,13 +127,19 @@ class SqlAdapter:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Self:
-        """Build from the config entry's settings: ``url``, ``mapping``, ``pool_size``, ``echo``.
+        """Build from the config entry's settings (``url``, ``mapping``, ``pool_size``, ...).
 
         Raises:
             MappingError: A setting or the mapping is invalid.
         """
         parsed = load_settings(settings)
-        return cls(parsed.url, mapping=parsed.mapping, pool_size=parsed.pool_size, echo=parsed.echo)
+        return cls(
+            parsed.url,
+            mapping=parsed.mapping,
+            pool_size=parsed.pool_size,
+            echo=parsed.echo,
+            resource_cache_size=parsed.resource_cache_size,
+        )
 
     def capabilities(self) -> his_sdk.adapter.AdapterCapabilities:
         """The mapped resource types, each with read, search-type and its search parameters."""
@@ -238,7 +247,8 @@ class SqlAdapter:
         for name, spec in mapping.resources.items():
             extra = consent_columns if name == "Patient" else []
             types[name] = [
-                BoundSource(name, source, tables, self._render, extra) for source in spec.sources
+                BoundSource(name, source, tables, self._render, extra, self.cache)
+                for source in spec.sources
             ]
         aliases: dict[str, list[str]] = defaultdict(list)
         for alias, uri in mapping.code_systems.items():

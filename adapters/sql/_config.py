@@ -610,6 +610,8 @@ class Settings(_Strict):
     """Connections kept open; the driver's default when empty."""
     echo: bool = False
     """Log every SQL statement (never enable with real patient data)."""
+    resource_cache_size: int = Field(default=4096, ge=0)
+    """Validated resources kept per adapter, keyed by their exact source row (0 disables)."""
 
 
 def load_settings(settings: Mapping[str, Any]) -> Settings:

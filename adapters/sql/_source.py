@@ -16,6 +16,7 @@ from fhir.resources.R4B.resource import Resource
 import his_sdk.errors
 import his_sdk.search
 
+from ._cache import ResourceCache
 from ._clauses import Clause, ClauseContext, all_of, criterion_clause, negate
 from ._conditions import condition_columns, condition_sql, evaluate
 from ._config import (
@@ -115,8 +116,10 @@ class BoundSource:
         tables: Mapping[str, sa.Table],
         render: RenderContext,
         extra_columns: Sequence[str] = (),
+        cache: ResourceCache | None = None,
     ) -> None:
         self.resource_type = resource_type
+        self._cache = cache or ResourceCache(0)
         self.spec = spec
         self.name = spec.name
         self.where = f"{resource_type} source '{spec.name}'"
@@ -259,11 +262,16 @@ class BoundSource:
         return data[self.key_ref]
 
     def resource(self, data: Mapping[str, Any]) -> Resource:
-        """The validated R4B resource for a fetched row.
+        """The validated R4B resource for a fetched row (cached by the row's exact values).
 
         Raises:
             his_sdk.errors.UpstreamDataError: The row cannot become a valid resource.
         """
+        return self._cache.get_or_build(
+            f"{self.resource_type}/{self.name}", data, lambda: self._build(data)
+        )
+
+    def _build(self, data: Mapping[str, Any]) -> Resource:
         resource_id = self.id_of(self.key_value(data))
         try:
             body = self.template.render(data, self.render_context)

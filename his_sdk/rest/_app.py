@@ -58,6 +58,7 @@ class _Reply:
 
 
 _Handler = Callable[[Request, CallContext, _Reply], Awaitable[Response]]
+_Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class FhirRestApp:
@@ -121,7 +122,7 @@ class FhirRestApp:
 
     # One place turns every failure into an OperationOutcome.
 
-    def _endpoint(self, handler: _Handler, public: bool) -> Callable[[Request], Awaitable[Response]]:
+    def _endpoint(self, handler: _Handler, public: bool) -> _Endpoint:
         async def endpoint(request: Request) -> Response:
             reply = _Reply()
             call: CallContext | None = None
@@ -160,9 +161,7 @@ class FhirRestApp:
 
         return endpoint
 
-    def _error(
-        self, request: Request, reply: _Reply, error: his_sdk.errors.HisError
-    ) -> Response:
+    def _error(self, request: Request, reply: _Reply, error: his_sdk.errors.HisError) -> Response:
         status = http_status_of(error)
         headers: dict[str, str] = {}
         if status == 401:
@@ -193,7 +192,9 @@ class FhirRestApp:
             problem = HttpProblem(
                 exc.status_code, "not-found", f"no FHIR endpoint at {request.url.path}"
             )
-        return render(problem.operation_outcome(), status=problem.status, headers=exc.headers)
+        return render(
+            problem.operation_outcome(), status=problem.status, headers=dict(exc.headers or {})
+        )
 
     # Endpoints.
 
@@ -370,4 +371,3 @@ async def _form(request: Request, limit: int) -> list[tuple[str, str]]:
         return parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError as exc:
         raise his_sdk.errors.InvalidRequestError("the form body is not UTF-8") from exc
-

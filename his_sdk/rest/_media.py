@@ -59,8 +59,7 @@ def negotiate(accept: str | None, format_param: str | None) -> str:
             raise HttpProblem(
                 406,
                 "not-supported",
-                f"_format {format_param!r} is not supported; this server speaks "
-                f"{FHIR_JSON} only",
+                f"_format {format_param!r} is not supported; this server speaks {FHIR_JSON} only",
             )
         return produced
     if not accept or not accept.strip():

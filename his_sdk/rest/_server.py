@@ -102,7 +102,7 @@ class RestServer:
         if server is None or task is None:
             return
         if grace is not None:
-            server.config.timeout_graceful_shutdown = max(grace, 0.0)
+            server.config.timeout_graceful_shutdown = max(0, round(grace))
         if grace == 0:
             server.force_exit = True
         server.should_exit = True

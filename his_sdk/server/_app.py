@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -23,6 +24,9 @@ from his_sdk.server._interceptors import AuthenticationInterceptor, ErrorMapping
 from his_sdk.server._routing import AdapterRouter, load_adapter
 from his_sdk.server._service import FhirService
 from his_sdk.server._servicer import FhirServicer
+
+if TYPE_CHECKING:
+    from his_sdk.rest import RestServer
 
 __all__ = ["Gateway", "serve"]
 
@@ -61,6 +65,8 @@ class Gateway:
         self._server: grpc.aio.Server | None = None
         self._health_task: asyncio.Task[None] | None = None
         self.port = 0
+        self.rest: RestServer | None = None
+        self.rest_port = 0
 
     async def start(self) -> int:
         """Start adapters and the gRPC server; return the bound port."""
@@ -99,6 +105,8 @@ class Gateway:
             self.port = server.add_insecure_port(address)
         await server.start()
         self._server = server
+        if self.settings.rest.enabled:
+            self.rest_port = await self._start_rest()
         await self._update_health()
         self._health_task = asyncio.create_task(self._health_loop())
         _log.info(
@@ -114,6 +122,9 @@ class Gateway:
         if self._health_task:
             self._health_task.cancel()
             await asyncio.gather(self._health_task, return_exceptions=True)
+        if self.rest is not None:
+            await self.rest.stop(self.settings.rest.grace_seconds if grace is None else grace)
+            self.rest = None
         if self._server is not None:
             await self.health.enter_graceful_shutdown()
             await self._server.stop(self.settings.server.grace_seconds if grace is None else grace)
@@ -121,6 +132,24 @@ class Gateway:
         for _, adapter in self._adapters:
             await adapter.close()
         self.state.dispose()
+
+    async def _start_rest(self) -> int:
+        # Imported here: the facade imports the service core from this package, and
+        # gRPC-only deployments never load starlette and uvicorn.
+        from his_sdk.rest import FhirRestApp, RestServer
+
+        app = FhirRestApp(
+            self.service, self.verifier, rest=self.settings.rest, auth=self.settings.auth
+        )
+        self.rest = RestServer(
+            app,
+            self.settings.rest,
+            tls_cert=self.settings.server.tls_cert,
+            tls_key=self.settings.server.tls_key,
+        )
+        port = await self.rest.start()
+        _log.info("FHIR REST facade listening on %s:%d", self.settings.rest.host, port)
+        return port
 
     async def wait(self) -> None:
         """Block until the server terminates."""
@@ -174,6 +203,11 @@ async def serve(settings: GatewaySettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print(f"his gateway listening on {settings.server.host}:{gateway.port}", flush=True)
+    if gateway.rest is not None:
+        print(
+            f"FHIR REST facade on {gateway.rest.scheme}://{settings.rest.host}:{gateway.rest_port}",
+            flush=True,
+        )
     await stop.wait()
     _log.info("shutting down")
     await gateway.stop()
