@@ -440,9 +440,11 @@ class Archiver:
     """Consumes the audit topic into an :class:`AuditArchive` with assign/seek.
 
     Resumes from the offsets stored with the events. When the broker's id of the topic
-    changes (the topic was recreated, or an in-memory broker restarted empty), or a partition
-    ends before the stored offset, it re-reads the topic from the start; de-duplication by
-    event id makes that safe, and it is what lets a ``republish`` refill the archive.
+    changes (the topic was recreated, or an in-memory broker restarted empty) it re-reads the
+    topic from the start; de-duplication by event id makes that safe, and it is what lets a
+    ``republish`` refill the archive. Brokers that report no topic ids (Kafka before 2.8) are
+    only caught when the stored offset lies beyond the new log's end (the consumer then
+    restarts at the earliest offset).
 
     Args:
         store: The audit store.
@@ -539,20 +541,6 @@ class Archiver:
             self._topic_id = tid
         if {tp.partition for tp in self._assigned} != partitions:
             self._assign(partitions, from_start=False)
-            return
-        try:
-            ends = self._consumer.end_offsets(self._assigned)
-            behind = any(self._consumer.position(tp) > ends[tp] for tp in self._assigned)
-        except KafkaError as exc:
-            _log.warning("cannot read the end offsets of audit topic %s: %s", self.kafka.topic, exc)
-            return
-        if behind:
-            _log.warning(
-                "audit topic %s ends before the archive's position: re-reading from the start",
-                self.kafka.topic,
-            )
-            self.stats.resets += 1
-            self._assign(partitions, from_start=True)
 
     def poll(self, timeout: float = 0.5) -> ArchiveStats:
         """Read one batch of messages and ingest it.

@@ -199,11 +199,6 @@ def read_topic(
         deadline = None if stop_after is None else time.monotonic() + stop_after
         last_message = time.monotonic()
         while deadline is None or time.monotonic() < deadline:
-            if not follow:
-                if all(consumer.position(tp) >= end[tp] for tp in tps):
-                    return
-                if time.monotonic() - last_message > idle_timeout:
-                    return
             batch = consumer.poll(timeout_ms=200)
             for tp, messages in batch.items():
                 for message in messages:
@@ -220,5 +215,13 @@ def read_topic(
                             message.offset,
                             exc,
                         )
+            if follow or batch:
+                continue
+            # Stop after an empty poll at (or past) the end offsets seen at the start: some
+            # Kafka-protocol brokers report the end offset of the last batch's start, so an
+            # empty poll, not the offset alone, says the partition is drained.
+            at_end = all(consumer.position(tp) >= end[tp] for tp in tps)
+            if at_end or time.monotonic() - last_message > idle_timeout:
+                return
     finally:
         consumer.close()

@@ -40,6 +40,11 @@ _FORMAT_PARAMETERS = frozenset({"_format", "_pretty"})
 _READ_PARAMETERS = frozenset({"_format", "_pretty", "_elements", "_summary"})
 _BODY_TYPES = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})
 _FORM = "application/x-www-form-urlencoded"
+# fhirpy's count() asks with Aidbox's ``_totalMethod``; it means FHIR's ``_total``.
+_TOTAL_ALIAS = {
+    ("_totalMethod", "count"): ("_total", "accurate"),
+    ("_totalMethod", "estimate"): ("_total", "estimate"),
+}
 
 
 @dataclass(frozen=True)
@@ -246,7 +251,7 @@ class FhirRestApp:
             )
         # FHIR ignores parameters without a value.
         params = [
-            (name, value)
+            _TOTAL_ALIAS.get((name, value), (name, value))
             for name, value in pairs
             if value != "" and name != CURSOR_PARAMETER and name not in _FORMAT_PARAMETERS
         ]

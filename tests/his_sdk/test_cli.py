@@ -25,9 +25,24 @@ def test_dev_init_and_token_mint_a_token_the_gateway_accepts(tmp_path):
     assert "already initialised" in again.output
     minted = runner.invoke(
         main,
-        ["dev", "token", "--config", str(config), "--client-id", "agent-7",
-         "--scope", "patient/Observation.rs", "--patient", "42", "--act", "dr.who",
-         "--act-fhir-user", "Practitioner/9", "--role", "clinician"],
+        [
+            "dev",
+            "token",
+            "--config",
+            str(config),
+            "--client-id",
+            "agent-7",
+            "--scope",
+            "patient/Observation.rs",
+            "--patient",
+            "42",
+            "--act",
+            "dr.who",
+            "--act-fhir-user",
+            "Practitioner/9",
+            "--role",
+            "clinician",
+        ],
     )
     assert minted.exit_code == 0, minted.output
     settings = load_settings(config)

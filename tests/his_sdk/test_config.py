@@ -6,7 +6,9 @@ from his_sdk.config import GatewaySettings, load_settings
 
 def test_yaml_then_environment_overrides(tmp_path, monkeypatch):
     path = tmp_path / "gateway.yaml"
-    path.write_text("server:\n  port: 6000\nauth:\n  audience: from-yaml\npaging:\n  max_count: 50\n")
+    path.write_text(
+        "server:\n  port: 6000\nauth:\n  audience: from-yaml\npaging:\n  max_count: 50\n"
+    )
     monkeypatch.setenv("HIS_AUTH__AUDIENCE", "from-env")
     settings = load_settings(path)
     assert settings.server.port == 6000

@@ -41,15 +41,27 @@ def test_seed_serve_and_agent_session(tmp_path):
 
     server = subprocess.Popen(
         [sys.executable, "-m", "his_sdk.cli", "serve", "--config", str(config)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         ready = runner.invoke(main, ["health", "--target", f"127.0.0.1:{port}", "--wait", "30"])
         assert ready.exit_code == 0, ready.output
         session = subprocess.run(
-            [sys.executable, "examples/agent_session.py", "--config", str(config),
-             "--target", f"127.0.0.1:{port}"],
-            cwd=REPO, capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "examples/agent_session.py",
+                "--config",
+                str(config),
+                "--target",
+                f"127.0.0.1:{port}",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     finally:
         server.terminate()
