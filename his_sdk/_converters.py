@@ -7,6 +7,7 @@ import json
 from fhir.resources.R4B.resource import Resource
 
 from his_sdk._fhir import parse_resource, resource_to_dict, shape
+from his_sdk._fhir_json import dump_resource
 from his_sdk._generated.his.v1 import fhir_pb2
 from his_sdk.search import SummaryMode
 
@@ -49,7 +50,7 @@ def resource_to_proto(
         data = shape(resource_to_dict(resource), elements=elements, summary=summary)
         payload = json.dumps(data, separators=(",", ":")).encode()
     else:
-        payload = resource.model_dump_json(exclude_none=True).encode()
+        payload = dump_resource(resource)
     meta = resource.meta
     return fhir_pb2.Resource(
         resource_type=resource.get_resource_type(),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,6 +10,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 
 import his_sdk.errors
+from his_sdk._fhir_json import resource_dict
 
 __all__ = [
     "SUBSETTED_TAG",
@@ -79,8 +79,7 @@ def _first_error(exc: ValueError) -> str:
 
 def resource_to_dict(resource: Resource) -> dict[str, Any]:
     """A model as FHIR JSON-ready dict (aliases, no nulls)."""
-    data: dict[str, Any] = json.loads(resource.model_dump_json(exclude_none=True))
-    return data
+    return resource_dict(resource)
 
 
 @functools.cache
