@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import sys
@@ -172,6 +173,27 @@ def dev_token(
     click.echo(token)
 
 
+@dev.command("broker")
+@click.option("--port", default=19092, show_default=True, help="Loopback port to listen on.")
+def dev_broker(port: int) -> None:
+    """Run an in-memory Kafka-protocol broker (tansu) until interrupted, for the demo."""
+    import signal
+    import threading
+
+    from his_sdk.testing import TansuBroker, TansuUnavailableError
+
+    try:
+        broker = TansuBroker.start(port=port)
+    except TansuUnavailableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with broker:
+        click.echo(f"kafka-protocol broker on {broker.bootstrap_servers}", err=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+
+
 @main.group()
 def legacy() -> None:
     """Work with the legacy EHR database behind the SQL adapter."""
@@ -211,6 +233,14 @@ def legacy_seed(url: str, loader: str, paths: tuple[Path, ...]) -> None:
     report = _import(loader)(url, targets)
     click.echo(str(report))
 
+
+def _attach_subcommands() -> None:
+    from his_sdk.audit import audit
+
+    main.add_command(audit)
+
+
+_attach_subcommands()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

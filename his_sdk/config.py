@@ -5,6 +5,7 @@ Every field has a default that runs the embedded demo, so an empty config file i
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,8 +17,12 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from his_sdk.audit._settings import AuditSettings
+
 __all__ = [
     "AdapterSettings",
+    "ApprovalSettings",
+    "AuditSettings",
     "AuthSettings",
     "GatewaySettings",
     "PagingSettings",
@@ -150,6 +155,43 @@ class StateSettings(_Section):
     """SQLAlchemy URL: SQLite by default, PostgreSQL in production."""
 
 
+class ApprovalSettings(_Section):
+    """The approval queue every write passes before an adapter executes it."""
+
+    enabled: bool = True
+    """Queue writes for approval when a configured adapter executes writes; off refuses writes."""
+    implementation: str = "approval_service:ApprovalService"
+    """Import string ``module:Class`` of the queue (a ``his_sdk.server.WriteQueue``)."""
+    url: str | None = None
+    """SQLAlchemy URL of the queue's database (SQLite or PostgreSQL); empty uses ``state.url``.
+    The AuditEvents of its transitions go to an outbox in the same database."""
+    migrate: bool = True
+    """Upgrade the queue's schema to the newest migration at start; turn off where migrations
+    run as a deployment step."""
+    expiry: datetime.timedelta = datetime.timedelta(hours=24)
+    """How long a request waits for a decision before it expires (expiry is a rejection)."""
+    max_lifetime: datetime.timedelta = datetime.timedelta(days=7)
+    """Longest time from proposal to expiry that extensions may reach."""
+    policy_files: list[Path] = Field(default_factory=list)
+    """Polar files replacing the shipped risk-tier and reviewer policy."""
+    execution_lease_seconds: float = 300.0
+    """How long an executor owns an approved request; after a crash another replica re-claims
+    it once the lease ran out. Keep it above the adapter's longest write."""
+    max_attempts: int = 5
+    """Executions ending in a transient EHR failure before the request is marked failed."""
+    retry_seconds: float = 10.0
+    """Pause before re-executing after a transient EHR failure."""
+    sweep_interval_seconds: float = 5.0
+    """How often expiry and the recovery of approved, unexecuted requests run."""
+    watch_poll_seconds: float = 1.0
+    """How often a watch re-reads a request changed by another replica."""
+    page_size: int = 50
+    """Requests per page when a list call gives no page size."""
+    publish_audit: bool = True
+    """Publish the queue's outbox to Kafka from this process; turn off where another process
+    publishes it."""
+
+
 class GatewaySettings(BaseSettings):
     """Everything ``his serve`` needs."""
 
@@ -171,6 +213,10 @@ class GatewaySettings(BaseSettings):
     """Search paging."""
     state: StateSettings = Field(default_factory=StateSettings)
     """The gateway's own database."""
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    """The approval queue for writes."""
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    """The audit trail."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Root log level."""
 

@@ -1,15 +1,23 @@
-"""Fixtures every test area shares: the dev issuer, its tokens, gateway settings and runner."""
+"""Fixtures every test area shares: dev issuer, tokens, gateway settings and runner, broker.
+
+Set ``HIS_TEST_KAFKA_BOOTSTRAP=host:port`` to run against an existing Kafka-protocol broker
+instead of starting tansu (tests that kill the broker always start their own).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+from collections.abc import Iterator
 
 import pytest
 
+from his_sdk.audit import AuditSettings
 from his_sdk.auth import DevIssuer
 from his_sdk.config import AuthSettings, GatewaySettings, ServerSettings, StateSettings
 from his_sdk.server import Gateway
+from his_sdk.testing import TansuBroker, TansuUnavailableError
 
 ISSUER = "http://127.0.0.1/test-issuer"
 AUDIENCE = "his-gateway-test"
@@ -60,4 +68,19 @@ def settings(issuer, issuer_dir, tmp_path) -> GatewaySettings:
         server=ServerSettings(port=0, grace_seconds=0),
         auth=AuthSettings(issuer=ISSUER, audience=AUDIENCE, jwks_file=issuer_dir / "jwks.json"),
         state=StateSettings(url=f"sqlite:///{tmp_path}/state.db"),
+        audit=AuditSettings(enabled=False),
     )
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    existing = os.environ.get("HIS_TEST_KAFKA_BOOTSTRAP")
+    if existing:
+        yield existing
+        return
+    try:
+        broker = TansuBroker.start()
+    except TansuUnavailableError as exc:
+        pytest.skip(f"no Kafka-protocol broker: {exc}")
+    with broker:
+        yield broker.bootstrap_servers

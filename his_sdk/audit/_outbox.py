@@ -16,7 +16,16 @@ from ._schema import chain_table, outbox_metadata, outbox_table
 
 __all__ = ["Outbox", "OutboxRow"]
 
-_IN_CHUNK = 500
+
+def _runs(numbers: list[int]) -> list[tuple[int, int]]:
+    """Sorted integers as inclusive ranges of consecutive values."""
+    runs: list[tuple[int, int]] = []
+    for n in numbers:
+        if runs and runs[-1][1] == n - 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return runs
 
 
 def _now() -> datetime.datetime:
@@ -220,11 +229,12 @@ class Outbox:
         marked = 0
         with self.engine.begin() as conn:
             for chain_id, seqs in by_chain.items():
-                for start in range(0, len(seqs), _IN_CHUNK):
-                    chunk = seqs[start : start + _IN_CHUNK]
+                # Consecutive sequence numbers become one range: a batch is normally a single
+                # run, and a range is far cheaper for the database than a long IN list.
+                for low, high in _runs(sorted(seqs)):
                     result = conn.execute(
                         outbox_table.update()
-                        .where(c.chain_id == chain_id, c.seq.in_(chunk))
+                        .where(c.chain_id == chain_id, c.seq >= low, c.seq <= high)
                         .values(published_at=when)
                     )
                     marked += result.rowcount
@@ -266,16 +276,10 @@ class Outbox:
         """When the oldest row still waiting for the broker was appended."""
         c = outbox_table.c
         with self.engine.connect() as conn:
-            value = conn.execute(
+            value: datetime.datetime | None = conn.execute(
                 sa.select(sa.func.min(c.created_at)).where(c.published_at.is_(None))
             ).scalar_one_or_none()
-        if value is None:
-            return None
-        # Aggregates bypass the column type on SQLite and come back as text or naive values.
-        if isinstance(value, str):
-            value = datetime.datetime.fromisoformat(value)
-        assert isinstance(value, datetime.datetime)
-        return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+        return value
 
     def oldest_retained(self) -> datetime.datetime | None:
         """When the oldest row still in the outbox was appended."""

@@ -135,7 +135,7 @@ class Publisher:
                 producer.flush(timeout=self.kafka.delivery_timeout_seconds + 1.0)
             except KafkaError as exc:
                 failure = exc
-            acked = [row for row, future in sent if future.is_done and future.succeeded()]
+            acked = [row for row, future in sent if future.succeeded()]
             if failure is None and len(acked) < len(rows):
                 failure = next(
                     (future.exception for _, future in sent if future.failed()),
@@ -147,7 +147,9 @@ class Publisher:
                 self.published_total += len(acked)
             if failure is not None:
                 self._reset_producer()
-                self.last_error = f"{type(failure).__name__}: {failure}"
+                text = str(failure)
+                name = type(failure).__name__
+                self.last_error = text if text.startswith(name) else f"{name}: {text}"
                 raise AuditPublishError(
                     f"{len(rows) - len(acked)} of {len(rows)} audit events not acknowledged "
                     f"by Kafka ({self.last_error}); they stay in the outbox"

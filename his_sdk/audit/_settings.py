@@ -6,7 +6,7 @@ import datetime
 import socket
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["AuditSettings", "KafkaSettings"]
 
@@ -20,6 +20,8 @@ class KafkaSettings(BaseModel):
     want ``republish`` to cover from the broker's side (the outbox keeps its own copy for
     ``AuditSettings.retention``).
     """
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     bootstrap_servers: list[str] = Field(default_factory=list)
     """``host:port`` of Kafka brokers; empty starts an embedded tansu broker (demo only)."""
@@ -49,6 +51,8 @@ class KafkaSettings(BaseModel):
 class AuditSettings(BaseModel):
     """The audit trail: FHIR AuditEvents in an outbox table, published to Kafka."""
 
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
     enabled: bool = True
     """Record audit events. Turning this off is meant for benchmarks, never for production."""
     outbox_url: str = "sqlite:///.his/gateway.db"
@@ -74,7 +78,7 @@ class AuditSettings(BaseModel):
     writer within ``write_interval_seconds`` (a crash can lose what is queued). ``committed``:
     the read waits until its event is committed (group commit; costs latency, loses nothing)."""
     queue_size: int = 20_000
-    """Most audit events waiting for the background writer; beyond it reads fail with
+    """Most calls whose events wait for the background writer; beyond it reads fail with
     ``AuditUnavailableError`` after ``enqueue_timeout_seconds``."""
     enqueue_timeout_seconds: float = 2.0
     """How long a read waits for room in a full queue before failing."""

@@ -78,7 +78,9 @@ class AuditTrail:
     Args:
         settings: The audit settings.
         engine: The outbox database; default: an engine for ``settings.outbox_url``. Pass the
-            engine of the state database so writes and their events share transactions.
+            engine of the state database so writes and their events share transactions; for
+            SQLite build it with :func:`make_engine` (WAL and a busy timeout), since the
+            writer, the publisher and the callers write concurrently.
         observer: The recording system; default: from ``settings``.
         bootstrap_servers: Kafka brokers, overriding ``settings.kafka.bootstrap_servers``.
         publish: Run a publisher in this process (turn off where a separate process
@@ -153,7 +155,9 @@ class AuditTrail:
             self.publisher.start()
         self._stopping.clear()
         self._abandon.clear()
-        self._writer = threading.Thread(target=self._run_writer, name="his-audit-writer")
+        self._writer = threading.Thread(
+            target=self._run_writer, name="his-audit-writer", daemon=True
+        )
         self._writer.start()
 
     @property
@@ -178,6 +182,16 @@ class AuditTrail:
                 self._abandon.set()
                 writer.join(5.0)
             self._writer = None
+            # A read that passed the running check just before the writer stopped.
+            self._abandon.set()
+            leftovers = []
+            while True:
+                try:
+                    leftovers.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if leftovers:
+                self._write(leftovers, sum(len(b.events) for b in leftovers))
         if self.publisher is not None:
             self.publisher.stop()
             self.publisher = None
@@ -415,11 +429,11 @@ class AuditTrail:
                 if failures == 1:
                     _log.exception("writing %d audit events to the outbox failed", count)
                 if self.settings.read_mode == "committed":
+                    self._written(count)
                     error = AuditUnavailableError("the audit record could not be committed")
                     for batch in batches:
                         if batch.done is not None:
                             batch.done.set_exception(error)
-                    self._written(count)
                     return
                 if self._abandon.is_set():
                     self._lost += count
@@ -433,9 +447,9 @@ class AuditTrail:
         if failures:
             _log.info("the audit outbox accepts writes again after %d failures", failures)
         self._writer_error = None
+        self._written(count)
         for batch in batches:
             if batch.done is not None:
                 batch.done.set_result(None)
-        self._written(count)
         if self.publisher is not None:
             self.publisher.wake()

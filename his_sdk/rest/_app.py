@@ -18,22 +18,28 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 import his_sdk.errors
-from his_sdk._fhir import model_class, parse_resource
+from his_sdk._fhir import model_class, parse_resource, resource_to_dict
 from his_sdk.auth import TokenVerifier
 from his_sdk.config import AuthSettings, RestSettings
 from his_sdk.search import lift_result_parameters
 from his_sdk.server._context import CallContext, current_call
 from his_sdk.server._interceptors import call_context_from_headers
 from his_sdk.server._service import FhirService, Shaping
+from his_sdk.server._writes import ProposalResult
 
 from ._bundle import CURSOR_PARAMETER, searchset, shaped
 from ._media import FHIR_JSON, negotiate, render
 from ._problems import HttpProblem, http_status_of
 from ._smart import oauth_uris_extension, smart_configuration
 
-__all__ = ["FhirRestApp"]
+__all__ = ["IDEMPOTENCY_HEADER", "JUSTIFICATION_HEADER", "FhirRestApp"]
 
 _log = logging.getLogger(__name__)
+
+JUSTIFICATION_HEADER = "x-his-justification"
+"""Header carrying the agent's reason for a proposed write (shown to reviewers; required)."""
+IDEMPOTENCY_HEADER = "idempotency-key"
+"""Header whose value makes a repeated proposal return the same approval Task."""
 
 # Parameters about the HTTP exchange; they never reach the service.
 _FORMAT_PARAMETERS = frozenset({"_format", "_pretty"})
@@ -105,10 +111,16 @@ class FhirRestApp:
                     self._endpoint(self._search, False),
                     methods=["POST"],
                 ),
+                Route("/Task/{task_id}", self._endpoint(self._task, False), methods=["GET"]),
                 Route(
                     "/{resource_type}/{resource_id}",
                     self._endpoint(self._read, False),
                     methods=["GET"],
+                ),
+                Route(
+                    "/{resource_type}/{resource_id}",
+                    self._endpoint(self._delete, False),
+                    methods=["DELETE"],
                 ),
                 Route(
                     "/{resource_type}/{resource_id}",
@@ -227,12 +239,7 @@ class FhirRestApp:
         resource_type = request.path_params["resource_type"]
         resource_id = request.path_params["resource_id"]
         shaping = _read_shaping(request)
-        try:
-            resource = await self._service.read(call, resource_type, resource_id)
-        except his_sdk.errors.UnsupportedError as exc:
-            if resource_type == "Task":
-                raise _approval_queue_missing("reading approval Tasks") from exc
-            raise
+        resource = await self._service.read(call, resource_type, resource_id)
         headers = _version_headers(resource)
         etag = headers.get("etag")
         if etag and etag in _etags(request.headers.get("if-none-match")):
@@ -260,16 +267,52 @@ class FhirRestApp:
         bundle = searchset(self._base(request), resource_type, params, result, cursor=cursor)
         return reply.send(bundle)
 
+    # Writes are proposals: the answer is 202 with the approval Task that tracks them.
+
     async def _create(self, request: Request, call: CallContext, reply: _Reply) -> Response:
         resource_type = request.path_params["resource_type"]
-        await self._resource_body(request, resource_type, None)
-        raise _approval_queue_missing(f"create of {resource_type}")
+        body = await self._resource_body(request, resource_type, None)
+        result = await self._service.create(
+            call,
+            resource_type,
+            body,
+            justification=request.headers.get(JUSTIFICATION_HEADER, ""),
+            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+        )
+        return self._accepted(request, reply, result)
 
     async def _update(self, request: Request, call: CallContext, reply: _Reply) -> Response:
         resource_type = request.path_params["resource_type"]
         resource_id = request.path_params["resource_id"]
-        await self._resource_body(request, resource_type, resource_id)
-        raise _approval_queue_missing(f"update of {resource_type}/{resource_id}")
+        body = await self._resource_body(request, resource_type, resource_id)
+        result = await self._service.update(
+            call,
+            resource_type,
+            resource_id,
+            body,
+            justification=request.headers.get(JUSTIFICATION_HEADER, ""),
+            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+        )
+        return self._accepted(request, reply, result)
+
+    async def _delete(self, request: Request, call: CallContext, reply: _Reply) -> Response:
+        result = await self._service.delete(
+            call,
+            request.path_params["resource_type"],
+            request.path_params["resource_id"],
+            justification=request.headers.get(JUSTIFICATION_HEADER, ""),
+            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+        )
+        return self._accepted(request, reply, result)
+
+    async def _task(self, request: Request, call: CallContext, reply: _Reply) -> Response:
+        task = await self._service.get_task(call, request.path_params["task_id"])
+        return reply.send(resource_to_dict(task), 200, _version_headers(task))
+
+    def _accepted(self, request: Request, reply: _Reply, result: ProposalResult) -> Response:
+        location = f"{self._base(request)}/Task/{result.task.id}"
+        headers = {"location": location, "content-location": location}
+        return reply.send(resource_to_dict(result.task), 202, headers)
 
     # Helpers.
 
@@ -280,7 +323,7 @@ class FhirRestApp:
 
     async def _resource_body(
         self, request: Request, resource_type: str, resource_id: str | None
-    ) -> Resource:
+    ) -> bytes:
         model_class(resource_type)
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in _BODY_TYPES:
@@ -301,14 +344,7 @@ class FhirRestApp:
             raise his_sdk.errors.InvalidRequestError(
                 "the resource id in the body must equal the id in the URL", expression=["id"]
             )
-        return resource
-
-
-def _approval_queue_missing(what: str) -> his_sdk.errors.UnsupportedError:
-    return his_sdk.errors.UnsupportedError(
-        f"{what} is not supported: writes go through the approval queue, which this gateway "
-        "does not run"
-    )
+        return body
 
 
 def _peer(request: Request) -> str:

@@ -53,7 +53,8 @@ def negotiate(accept: str | None, format_param: str | None) -> str:
         HttpProblem: 406 when only XML or other unproducible types are acceptable.
     """
     if format_param:
-        wanted = format_param.strip().lower()
+        # An unencoded "+" in "application/fhir+json" arrives as a space.
+        wanted = format_param.strip().lower().replace(" ", "+")
         produced = _PRODUCIBLE.get(wanted)
         if produced is None or wanted in ("*/*", "application/*"):
             raise HttpProblem(

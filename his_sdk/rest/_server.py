@@ -63,9 +63,7 @@ class RestServer:
             OSError: The address cannot be bound.
             RuntimeError: The server stopped during startup.
         """
-        host = self._settings.host
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.create_server((host, self._settings.port), family=family)
+        sock = _listen(self._settings.host, self._settings.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app,
@@ -101,9 +99,26 @@ class RestServer:
         self._server = self._task = None
         if server is None or task is None:
             return
-        if grace is not None:
-            server.config.timeout_graceful_shutdown = max(0, round(grace))
-        if grace == 0:
+        if grace is not None and grace <= 0:
+            # Skip waiting for open connections; the timeout only bounds closing the sockets.
             server.force_exit = True
+            server.config.timeout_graceful_shutdown = 1
+        elif grace is not None:
+            server.config.timeout_graceful_shutdown = max(1, round(grace))
         server.should_exit = True
         await task
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP given explicitly: asyncio sets TCP_NODELAY on accepted connections only when
+    # the listening socket names its protocol; without it every response pays Nagle's delay.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock

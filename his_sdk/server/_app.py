@@ -14,16 +14,19 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from his_sdk._generated.his.v1 import fhir_pb2, fhir_pb2_grpc
-from his_sdk.adapter import Adapter, HealthState
+from his_sdk.adapter import Adapter, ApprovedWrite, HealthState, Interaction, WriteOutcome
+from his_sdk.audit import AuditTrail
 from his_sdk.auth import TokenVerifier
 from his_sdk.config import GatewaySettings
 from his_sdk.policy import PolicyEngine
+from his_sdk.server._auditing import CallAuditor
 from his_sdk.server._break_glass import BreakGlassLog, state_engine
-from his_sdk.server._handlers import AdapterHandler, AuthorizationHandler
+from his_sdk.server._handlers import AdapterHandler, ApprovalGateHandler, AuthorizationHandler
 from his_sdk.server._interceptors import AuthenticationInterceptor, ErrorMappingInterceptor
 from his_sdk.server._routing import AdapterRouter, load_adapter
 from his_sdk.server._service import FhirService
 from his_sdk.server._servicer import FhirServicer
+from his_sdk.server._writes import WriteQueue, load_write_queue
 
 if TYPE_CHECKING:
     from his_sdk.rest import RestServer
@@ -53,14 +56,34 @@ class Gateway:
         self.policy = PolicyEngine.from_settings(settings.policy)
         self.state = state_engine(settings.state.url)
         self.break_glass = BreakGlassLog(self.state)
+        self.audit: AuditTrail | None = None
+        """The audit trail; None when ``audit.enabled`` is false."""
+        if settings.audit.enabled:
+            shared = settings.audit.outbox_url == settings.state.url
+            self.audit = AuditTrail(settings.audit, engine=self.state if shared else None)
+        self.approvals: WriteQueue | None = None
+        """The approval queue; None when approvals are off or no adapter executes writes."""
+        if settings.approvals.enabled and _serves_writes(self.router):
+            self.approvals = load_write_queue(
+                settings.approvals,
+                executor=self._execute_write,
+                default_url=settings.state.url,
+                audit=settings.audit,
+            )
         chain = AuthorizationHandler(
-            AdapterHandler(self.router),
+            ApprovalGateHandler(AdapterHandler(self.router), self.approvals),
             policy=self.policy,
             router=self.router,
             break_glass=self.break_glass,
             facts_ttl_seconds=settings.policy.patient_facts_ttl_seconds,
         )
-        self.service = FhirService(router=self.router, chain=chain, paging=settings.paging)
+        self.service = FhirService(
+            router=self.router,
+            chain=chain,
+            paging=settings.paging,
+            writes=self.approvals,
+            auditor=CallAuditor(self.audit),
+        )
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._health_task: asyncio.Task[None] | None = None
@@ -70,8 +93,12 @@ class Gateway:
 
     async def start(self) -> int:
         """Start adapters and the gRPC server; return the bound port."""
+        if self.audit is not None:
+            await asyncio.to_thread(self.audit.start)
         for _, adapter in self._adapters:
             await adapter.start()
+        if self.approvals is not None:
+            await self.approvals.start()
         options = [
             ("grpc.max_receive_message_length", self.settings.server.max_message_bytes),
             ("grpc.max_send_message_length", self.settings.server.max_message_bytes),
@@ -86,10 +113,14 @@ class Gateway:
         )
         fhir_pb2_grpc.add_FhirServiceServicer_to_server(FhirServicer(self.service), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        extra_services = (
+            tuple(self.approvals.add_to_server(server)) if self.approvals is not None else ()
+        )
         if self.settings.server.reflection:
             reflection.enable_server_reflection(
                 (
                     FHIR_SERVICE,
+                    *extra_services,
                     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                     reflection.SERVICE_NAME,
                 ),
@@ -129,8 +160,13 @@ class Gateway:
             await self.health.enter_graceful_shutdown()
             await self._server.stop(self.settings.server.grace_seconds if grace is None else grace)
             self._server = None
+        if self.approvals is not None:
+            await self.approvals.close()
         for _, adapter in self._adapters:
             await adapter.close()
+        if self.audit is not None:
+            # Flushes buffered read events and drains what the broker will take.
+            await asyncio.to_thread(self.audit.close)
         self.state.dispose()
 
     async def _start_rest(self) -> int:
@@ -150,6 +186,11 @@ class Gateway:
         port = await self.rest.start()
         _log.info("FHIR REST facade listening on %s:%d", self.settings.rest.host, port)
         return port
+
+    async def _execute_write(self, write: ApprovedWrite) -> WriteOutcome:
+        # The approval queue's only way to the EHR: the adapter serving the type.
+        adapter, _ = self.router.route(write.resource_type, write.interaction)
+        return await adapter.execute(write)
 
     async def wait(self) -> None:
         """Block until the server terminates."""
@@ -175,6 +216,12 @@ class Gateway:
             if status.state is not HealthState.SERVING:
                 _log.warning("adapter %s is %s: %s", name, status.state.value, status.detail)
             states.append(status.state)
+        if self.audit is not None:
+            audit = self.audit.health()
+            if audit.status != "serving":
+                _log.warning("audit trail is %s: backlog %d", audit.status, audit.backlog)
+            if audit.status == "failing":
+                states.append(HealthState.NOT_SERVING)
         serving = all(s is not HealthState.NOT_SERVING for s in states)
         code = (
             health_pb2.HealthCheckResponse.SERVING
@@ -188,6 +235,11 @@ class Gateway:
         while True:
             await asyncio.sleep(_HEALTH_INTERVAL_SECONDS)
             await self._update_health()
+
+
+def _serves_writes(router: AdapterRouter) -> bool:
+    writes = {Interaction.CREATE, Interaction.UPDATE, Interaction.DELETE}
+    return any(cap.interactions & writes for cap in router.types().values())
 
 
 def _read(path: Path) -> bytes:

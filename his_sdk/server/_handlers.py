@@ -1,5 +1,8 @@
 """The chain of call handlers every FHIR call passes: authorization, then the adapter.
 
+Writes take the same chain to a different end: authorization, then the approval gate, which
+queues them for human review; no handler ever hands a write to an adapter.
+
 Each handler receives one frozen input per call and delegates to the next, as Temporal's
 interceptors do; the gRPC servicer, the REST facade and the MCP server all enter the chain
 through :class:`his_sdk.server.FhirService`, so none of them re-implements policy.
@@ -25,13 +28,16 @@ from his_sdk.search import Criterion, ParamType, SearchQuery, parse_criteria
 from his_sdk.server._break_glass import BreakGlassLog
 from his_sdk.server._context import CallContext
 from his_sdk.server._routing import AdapterRouter
+from his_sdk.server._writes import ProposalResult, ProposedWrite, WriteQueue
 
 __all__ = [
     "AdapterHandler",
+    "ApprovalGateHandler",
     "AuthorizationHandler",
     "CallHandler",
     "ReadInput",
     "SearchInput",
+    "WriteInput",
 ]
 
 _log = logging.getLogger(__name__)
@@ -55,6 +61,31 @@ class SearchInput:
     raw_parameters: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass(frozen=True)
+class WriteInput:
+    """One proposed write, validated against the adapter's capabilities.
+
+    Attributes:
+        call: The proposing call.
+        interaction: CREATE, UPDATE or DELETE.
+        resource_type: The type written.
+        resource_id: The target of an UPDATE or DELETE.
+        resource: The proposed body (CREATE and UPDATE).
+        justification: The agent's reason (never empty).
+        idempotency_key: The caller's key, or None.
+        current: The EHR's current version of the target, once a handler has read it.
+    """
+
+    call: CallContext
+    interaction: Interaction
+    resource_type: str
+    resource_id: str | None
+    resource: Resource | None
+    justification: str
+    idempotency_key: str | None = None
+    current: Resource | None = None
+
+
 class CallHandler:
     """A link in the chain: override what you need and call ``self.next``."""
 
@@ -76,6 +107,54 @@ class CallHandler:
         """Search one page."""
         return await self.next.search(input)
 
+    async def propose(self, input: WriteInput) -> ProposalResult:
+        """Propose a write."""
+        return await self.next.propose(input)
+
+
+class ApprovalGateHandler(CallHandler):
+    """Where writes leave the chain: into the approval queue, never to an adapter.
+
+    Reads and searches pass through. For UPDATE and DELETE the EHR's current version of the
+    target is read (through the rest of the chain, already authorized) so reviewers see what
+    the write changes.
+    """
+
+    def __init__(self, next_handler: CallHandler, queue: WriteQueue | None) -> None:
+        super().__init__(next_handler)
+        self._queue = queue
+
+    async def propose(self, input: WriteInput) -> ProposalResult:
+        """Queue the write for approval.
+
+        Raises:
+            his_sdk.errors.UnsupportedError: No approval queue is configured.
+        """
+        if self._queue is None:
+            raise his_sdk.errors.UnsupportedError(
+                "writes need the approval queue, which this gateway does not run"
+            )
+        current = input.current
+        if current is None and input.resource_id is not None:
+            current = await self.next.read(
+                ReadInput(input.call, input.resource_type, input.resource_id)
+            )
+        subject = input.resource if input.resource is not None else current
+        patient = patient_of(subject) if subject is not None else None
+        return await self._queue.propose(
+            ProposedWrite(
+                call=input.call,
+                interaction=input.interaction,
+                resource_type=input.resource_type,
+                resource_id=input.resource_id,
+                resource=input.resource,
+                current=current,
+                patient_id=patient,
+                justification=input.justification,
+                idempotency_key=input.idempotency_key,
+            )
+        )
+
 
 class AdapterHandler(CallHandler):
     """The end of the chain: hand the call to the adapter serving the type."""
@@ -93,6 +172,16 @@ class AdapterHandler(CallHandler):
         """Search through the routed adapter."""
         adapter, _ = self._router.route(input.query.resource_type, Interaction.SEARCH)
         return await adapter.search(input.query)
+
+    async def propose(self, input: WriteInput) -> ProposalResult:
+        """Refuse: a write reaches an adapter only after approval, never from a call.
+
+        Raises:
+            his_sdk.errors.UnsupportedError: Always.
+        """
+        raise his_sdk.errors.UnsupportedError(
+            "writes need the approval queue, which this gateway does not run"
+        )
 
 
 class _FactsCache:
@@ -180,6 +269,38 @@ class AuthorizationHandler(CallHandler):
             input = replace(input, query=query)
         return await self.next.search(input)
 
+    async def propose(self, input: WriteInput) -> ProposalResult:
+        """Authorize a write like a read: scope, role, care team and consent decide.
+
+        The patient compartment of the proposed body is checked, and for UPDATE and DELETE also
+        that of the EHR's current version, so a write can neither reach into nor move a
+        resource out of a compartment the caller may not write.
+        """
+        principal = _require_principal(input.call)
+        action = input.interaction.value
+        self._check_type_scope(principal, action, input.resource_type)
+        patients: set[str | None] = set()
+        if input.resource is not None:
+            patients.add(patient_of(input.resource))
+        if input.resource_id is not None and input.current is None:
+            current = await self.next.read(
+                ReadInput(input.call, input.resource_type, input.resource_id)
+            )
+            input = replace(input, current=current)
+        if input.current is not None:
+            patients.add(patient_of(input.current))
+        for patient in sorted(patients, key=lambda p: p or ""):
+            decision = await self._decide(
+                input.call, principal, action, input.resource_type, patient
+            )
+            if decision.granular_filters or decision.required_patient not in (None, patient):
+                # Granular scope filters narrow queries; a written body cannot be narrowed.
+                raise his_sdk.errors.PermissionDeniedError(
+                    f"the token's scopes do not permit {action} on {input.resource_type} "
+                    "without restrictions; writes need an unfiltered scope"
+                )
+        return await self.next.propose(input)
+
     def _criteria(self, query: SearchQuery, params: list[tuple[str, str]]) -> tuple[Criterion, ...]:
         _, capability = self._router.route(query.resource_type, Interaction.SEARCH)
         try:
@@ -192,7 +313,9 @@ class AuthorizationHandler(CallHandler):
             ) from exc
 
     def _check_type_scope(self, principal: Principal, action: str, resource_type: str) -> None:
-        interaction = {"read": "r", "search": "s"}[action]
+        interaction = {"read": "r", "search": "s", "create": "c", "update": "u", "delete": "d"}[
+            action
+        ]
         if not principal.scopes_for(resource_type, interaction):
             decision = self._policy.decide(
                 principal, AccessRequest(action, resource_type, None, None), None
@@ -207,6 +330,8 @@ class AuthorizationHandler(CallHandler):
         resource_type: str,
         patient_id: str | None,
     ) -> Decision:
+        if patient_id:
+            call.audit_notes.add_patients([patient_id])
         facts = await self._facts.get(patient_id) if patient_id else None
         request = AccessRequest(action, resource_type, patient_id, call.break_glass_reason)
         decision = self._policy.decide(principal, request, facts)

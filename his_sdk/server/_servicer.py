@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import grpc
+from fhir.resources.R4B.task import Task
 
 from his_sdk._converters import resource_to_proto, summary_from_proto
 from his_sdk._generated.his.v1 import fhir_pb2, fhir_pb2_grpc
 from his_sdk.server._context import current_call
 from his_sdk.server._service import FhirService
+from his_sdk.server._writes import ProposalResult
 
 __all__ = ["FhirServicer"]
 
@@ -65,3 +68,67 @@ class FhirServicer(fhir_pb2_grpc.FhirServiceServicer):  # type: ignore[misc]
         return fhir_pb2.CapabilitiesResponse(
             capability_statement_json=json.dumps(statement, separators=(",", ":")).encode()
         )
+
+    async def Create(
+        self, request: fhir_pb2.CreateRequest, context: grpc.aio.ServicerContext
+    ) -> fhir_pb2.WriteResponse:
+        """Propose a create."""
+        result = await self._service.create(
+            current_call.get(),
+            request.resource_type,
+            request.json,
+            justification=request.justification,
+            idempotency_key=request.idempotency_key or None,
+        )
+        return _write_response(result)
+
+    async def Update(
+        self, request: fhir_pb2.UpdateRequest, context: grpc.aio.ServicerContext
+    ) -> fhir_pb2.WriteResponse:
+        """Propose an update."""
+        result = await self._service.update(
+            current_call.get(),
+            request.resource_type,
+            request.id,
+            request.json,
+            justification=request.justification,
+            idempotency_key=request.idempotency_key or None,
+        )
+        return _write_response(result)
+
+    async def Delete(
+        self, request: fhir_pb2.DeleteRequest, context: grpc.aio.ServicerContext
+    ) -> fhir_pb2.WriteResponse:
+        """Propose a delete."""
+        result = await self._service.delete(
+            current_call.get(),
+            request.resource_type,
+            request.id,
+            justification=request.justification,
+            idempotency_key=request.idempotency_key or None,
+        )
+        return _write_response(result)
+
+    async def GetTask(
+        self, request: fhir_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
+    ) -> fhir_pb2.TaskResponse:
+        """The Task of an approval request."""
+        return _task_response(await self._service.get_task(current_call.get(), request.id))
+
+    async def WatchTask(
+        self, request: fhir_pb2.WatchTaskRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[fhir_pb2.TaskResponse]:
+        """Stream the Task at each status change until it is terminal."""
+        async for task in self._service.watch_task(current_call.get(), request.id):
+            yield _task_response(task)
+
+
+_TERMINAL = frozenset({"rejected", "cancelled", "completed", "failed"})
+
+
+def _write_response(result: ProposalResult) -> fhir_pb2.WriteResponse:
+    return fhir_pb2.WriteResponse(task=resource_to_proto(result.task), replayed=result.replayed)
+
+
+def _task_response(task: Task) -> fhir_pb2.TaskResponse:
+    return fhir_pb2.TaskResponse(task=resource_to_proto(task), terminal=task.status in _TERMINAL)

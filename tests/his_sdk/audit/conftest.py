@@ -16,25 +16,10 @@ import pytest
 import sqlalchemy as sa
 
 from his_sdk.audit import AuditSettings, KafkaSettings, make_engine
-from his_sdk.testing import TansuBroker, TansuUnavailableError
 
 PG_ADMIN_URL = os.environ.get(
     "HIS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    existing = os.environ.get("HIS_TEST_KAFKA_BOOTSTRAP")
-    if existing:
-        yield existing
-        return
-    try:
-        broker = TansuBroker.start()
-    except TansuUnavailableError as exc:
-        pytest.skip(f"no Kafka-protocol broker: {exc}")
-    with broker:
-        yield broker.bootstrap_servers
 
 
 @pytest.fixture
@@ -79,8 +64,10 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
-        yield sa.engine.make_url(postgres_admin_url).set(database=name).render_as_string(
-            hide_password=False
+        yield (
+            sa.engine.make_url(postgres_admin_url)
+            .set(database=name)
+            .render_as_string(hide_password=False)
         )
     finally:
         with admin.connect() as conn:
@@ -92,7 +79,7 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
 def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/outbox.db"
-    return request.getfixturevalue("postgres_url")
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import base64
 import datetime
 import json
 import uuid
+from typing import Any
 
 import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
@@ -48,8 +49,19 @@ EXPECTED = {
 WRITES = {AuditAction.CREATE, AuditAction.UPDATE, AuditAction.PATCH, AuditAction.DELETE}
 SEARCHES = {AuditAction.SEARCH, AuditAction.SEARCH_SYSTEM}
 TOP_LEVEL = {
-    "resourceType", "id", "meta", "type", "subtype", "action", "recorded", "outcome",
-    "outcomeDesc", "purposeOfEvent", "agent", "source", "entity",
+    "resourceType",
+    "id",
+    "meta",
+    "type",
+    "subtype",
+    "action",
+    "recorded",
+    "outcome",
+    "outcomeDesc",
+    "purposeOfEvent",
+    "agent",
+    "source",
+    "entity",
 }
 ENTITY_KEYS = {"what", "type", "role", "query", "description", "detail"}
 
@@ -66,10 +78,10 @@ NO_USER = AuditPrincipal(client_id="batch-agent", token_id="jti-def", roles=("sy
 
 
 def make_ctx(action, principal, patients, outcome):
-    resource_type = None if action in (AuditAction.CAPABILITIES, AuditAction.SEARCH_SYSTEM) else (
-        "Observation"
+    resource_type = (
+        None if action in (AuditAction.CAPABILITIES, AuditAction.SEARCH_SYSTEM) else ("Observation")
     )
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if action in SEARCHES:
         kwargs["query"] = "code=http://loinc.org|2345-7&_count=10"
     elif resource_type is not None:
@@ -96,7 +108,7 @@ def make_ctx(action, principal, patients, outcome):
 
 
 def agents_by_dcm(event):
-    found = {}
+    found: dict[str, list[dict[str, Any]]] = {}
     for agent in event["agent"]:
         for coding in agent.get("type", {}).get("coding", []):
             if coding["system"] == DCM:
@@ -115,7 +127,8 @@ def check_balp(event, ctx, patient):
         "display": "Restful Operation",
     }
     assert event["subtype"][0] == {
-        "system": "http://hl7.org/fhir/restful-interaction", "code": ctx.action.value,
+        "system": "http://hl7.org/fhir/restful-interaction",
+        "code": ctx.action.value,
     }
     if ctx.action is AuditAction.OPERATION:
         assert event["subtype"][1]["code"] == "$invoke-tool"
@@ -233,7 +246,7 @@ def test_every_action_has_expectations():
 def test_events_hold_no_clinical_content_or_token():
     ctx = make_ctx(AuditAction.READ, WITH_USER, ("p1",), AuditOutcome.SUCCESS)
     text = json.dumps([e.event for e in build_audit_events(ctx, observer=OBSERVER)])
-    for forbidden in ("valueQuantity", "Bearer", "eyJ", "birthDate", "name\": {"):
+    for forbidden in ("valueQuantity", "Bearer", "eyJ", "birthDate", 'name": {'):
         assert forbidden not in text
 
 
@@ -289,10 +302,16 @@ def test_context_rejects_inconsistent_input(kwargs, message):
 @pytest.mark.parametrize(
     ("error", "outcome", "text"),
     [
-        (his_sdk.errors.PermissionDeniedError("no care relationship"), "4",
-         "forbidden: no care relationship"),
-        (his_sdk.errors.NotFoundError("Observation/x not found"), "4",
-         "not-found: Observation/x not found"),
+        (
+            his_sdk.errors.PermissionDeniedError("no care relationship"),
+            "4",
+            "forbidden: no care relationship",
+        ),
+        (
+            his_sdk.errors.NotFoundError("Observation/x not found"),
+            "4",
+            "not-found: Observation/x not found",
+        ),
         (his_sdk.errors.UpstreamUnavailableError("EHR down"), "8", "transient: EHR down"),
         (ValueError("Jane Doe, born 1970"), "8", "exception: ValueError"),
     ],
@@ -302,7 +321,7 @@ def test_outcome_for_error(error, outcome, text):
 
 
 def _principal(**overrides):
-    values = dict(
+    values: dict[str, Any] = dict(
         client_id="agent-7",
         subject="agent-7",
         on_behalf_of=None,

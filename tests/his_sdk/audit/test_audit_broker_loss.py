@@ -26,8 +26,8 @@ WAVE = 500
 KILL_AFTER_WAVE = 6
 
 
-async def wait_for(predicate, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate, what: str, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if await asyncio.to_thread(predicate):
             return
@@ -112,7 +112,7 @@ async def test_broker_killed_mid_stream_then_republished(tmp_path):
     # Every event exactly once.
     assert len(archived) == READS
     assert len({e.event_id for e in archived}) == READS
-    assert sorted(e.request_id for e in archived) == sorted(f"req-{i}" for i in range(READS))
+    assert sorted(str(e.request_id) for e in archived) == sorted(f"req-{i}" for i in range(READS))
     assert archiver.stats.duplicates > 0
     assert archiver.stats.resets >= 1
     # The chain is intact and every event was verified on arrival.
@@ -121,7 +121,7 @@ async def test_broker_killed_mid_stream_then_republished(tmp_path):
     assert report.chains["gw-kill"].count == READS
     assert store.status_counts() == {"ok": READS}
     # Per-patient order: each patient's events, in chain order, are its reads in call order.
-    by_patient: dict[str, list[str]] = defaultdict(list)
+    by_patient: dict[str | None, list[str | None]] = defaultdict(list)
     for event in sorted(archived, key=lambda e: e.seq):
         by_patient[event.patient_key].append(event.request_id)
     assert by_patient == requests_by_patient

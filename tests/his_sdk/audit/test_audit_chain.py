@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import threading
 
@@ -43,7 +44,7 @@ def test_chain_links_and_hashes(outbox, engine):
     events = _append(outbox, engine, 5)
     assert [e.seq for e in events] == [1, 2, 3, 4, 5]
     assert events[0].prev_hash == GENESIS_HASH
-    for before, after in zip(events, events[1:], strict=False):
+    for before, after in itertools.pairwise(events):
         assert after.prev_hash == before.hash
     assert all(e.intact for e in events)
     assert outbox.head() == (5, events[-1].hash)

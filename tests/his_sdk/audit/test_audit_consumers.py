@@ -14,6 +14,7 @@ from click.testing import CliRunner
 import his_sdk.audit
 import his_sdk.testing
 from his_sdk.audit import (
+    GENESIS_HASH,
     Archiver,
     AuditAction,
     AuditArchive,
@@ -25,7 +26,6 @@ from his_sdk.audit import (
     AuditSettings,
     AuditTrail,
     ChainedEvent,
-    GENESIS_HASH,
     Outbox,
     Publisher,
     audit,
@@ -70,7 +70,7 @@ def _contexts() -> list[AuditContext]:
 
 
 @pytest.fixture
-def published(audit_settings) -> AuditSettings:
+def published(audit_settings: AuditSettings):
     """Eleven events recorded and published to the test topic."""
     with AuditTrail(audit_settings, publish=False) as trail:
         for ctx in _contexts():
@@ -218,8 +218,9 @@ def test_cli_archive_export_verify_tail_republish(published, tmp_path, db_url):
     store_url = f"sqlite:///{tmp_path}/cli-archive.db"
     common = ["--bootstrap-servers", servers, "--topic", published.kafka.topic]
 
-    result = runner.invoke(audit, ["archive", "--store", store_url, "--no-follow", *common],
-                           obj=published)
+    result = runner.invoke(
+        audit, ["archive", "--store", store_url, "--no-follow", *common], obj=published
+    )
     assert result.exit_code == 0, result.output
     assert "archived 11 new events" in result.output
 
@@ -258,15 +259,27 @@ def test_cli_archive_export_verify_tail_republish(published, tmp_path, db_url):
     assert result.exit_code == 0, result.output
 
     result = runner.invoke(
-        audit, ["export", "--store", store_url, "--since", "2000-01-01", "--format", "csv",
-                "--agent", "agent-9"], obj=published,
+        audit,
+        [
+            "export",
+            "--store",
+            store_url,
+            "--since",
+            "2000-01-01",
+            "--format",
+            "csv",
+            "--agent",
+            "agent-9",
+        ],
+        obj=published,
     )
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0].startswith("recorded,event_id,chain_id,seq")
     assert len(result.stdout.splitlines()) == 3
 
     result = runner.invoke(
-        audit, ["tail", "--from-beginning", "--no-follow", "--patient", "p2", *common],
+        audit,
+        ["tail", "--from-beginning", "--no-follow", "--patient", "p2", *common],
         obj=published,
     )
     assert result.exit_code == 0, result.output
@@ -288,8 +301,9 @@ def test_cli_usage_errors(published):
     assert result.exit_code == 2 and "no Kafka brokers configured" in result.output
     result = runner.invoke(audit, ["export", "--since", "yesterday"], obj=published)
     assert result.exit_code == 2 and "neither an ISO 8601 time" in result.output
-    result = runner.invoke(audit, ["verify", "--store", "sqlite://", "--outbox", "sqlite://"],
-                           obj=published)
+    result = runner.invoke(
+        audit, ["verify", "--store", "sqlite://", "--outbox", "sqlite://"], obj=published
+    )
     assert result.exit_code == 2
 
 
@@ -297,20 +311,48 @@ def test_parse_moment():
     now = datetime.datetime(2024, 5, 1, 12, tzinfo=datetime.UTC)
     assert parse_moment("2h", now=now) == now - datetime.timedelta(hours=2)
     assert parse_moment("7d", now=now) == now - datetime.timedelta(days=7)
-    assert parse_moment("2024-05-01T10:00:00") == datetime.datetime(2024, 5, 1, 10,
-                                                                     tzinfo=datetime.UTC)
+    assert parse_moment("2024-05-01T10:00:00") == datetime.datetime(
+        2024, 5, 1, 10, tzinfo=datetime.UTC
+    )
     assert parse_moment("2024-05-01T10:00:00+02:00").utcoffset() == datetime.timedelta(hours=2)
 
 
 def test_exports_are_pinned():
     assert set(his_sdk.audit.__all__) == {
-        "GENESIS_HASH", "ArchiveStats", "Archiver", "AuditAction", "AuditArchive",
-        "AuditContext", "AuditFilter", "AuditHealth", "AuditObserver", "AuditOutcome",
-        "AuditPrincipal", "AuditPublishError", "AuditSettings", "AuditTrail",
-        "AuditUnavailableError", "AuditUser", "ChainReport", "ChainedEvent", "KafkaSettings",
-        "Outbox", "OutboxRow", "PendingEvent", "Publisher", "VerifyReport", "audit",
-        "build_audit_events", "canonical_json", "chain_hash", "export", "make_engine",
-        "outcome_for_error", "read_topic", "tail", "verify",
+        "GENESIS_HASH",
+        "ArchiveStats",
+        "Archiver",
+        "AuditAction",
+        "AuditArchive",
+        "AuditContext",
+        "AuditFilter",
+        "AuditHealth",
+        "AuditObserver",
+        "AuditOutcome",
+        "AuditPrincipal",
+        "AuditPublishError",
+        "AuditSettings",
+        "AuditTrail",
+        "AuditUnavailableError",
+        "AuditUser",
+        "ChainReport",
+        "ChainedEvent",
+        "KafkaSettings",
+        "Outbox",
+        "OutboxRow",
+        "PendingEvent",
+        "Publisher",
+        "VerifyReport",
+        "audit",
+        "build_audit_events",
+        "canonical_json",
+        "chain_hash",
+        "export",
+        "make_engine",
+        "outcome_for_error",
+        "read_topic",
+        "tail",
+        "verify",
     }
     assert set(his_sdk.testing.__all__) == {"TansuBroker", "TansuUnavailableError", "tansu_binary"}
     for module in (his_sdk.audit, his_sdk.testing):
@@ -324,9 +366,10 @@ def test_audit_errors_map_to_unavailable():
     import his_sdk.errors
 
     assert his_sdk.audit.AuditUnavailableError.grpc_status_code == grpc.StatusCode.UNAVAILABLE
-    assert his_sdk.errors.error_class_for(
-        grpc.StatusCode.UNAVAILABLE, "AuditUnavailableError"
-    ) is his_sdk.audit.AuditUnavailableError
+    assert (
+        his_sdk.errors.error_class_for(grpc.StatusCode.UNAVAILABLE, "AuditUnavailableError")
+        is his_sdk.audit.AuditUnavailableError
+    )
     assert his_sdk.errors.error_class_for(grpc.StatusCode.INTERNAL) is his_sdk.errors.HisError
 
 

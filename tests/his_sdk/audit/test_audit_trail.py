@@ -56,13 +56,13 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05):
     raise AssertionError(f"condition not met within {timeout} s")
 
 
-async def async_wait_until(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
+async def async_wait_until(predicate, within: float = 20.0):
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if predicate():
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout} s")
+    raise AssertionError(f"condition not met within {within} s")
 
 
 def _fail_outbox_inserts(engine: sa.Engine) -> None:
@@ -86,9 +86,10 @@ def _fail_outbox_inserts(engine: sa.Engine) -> None:
 
 def _repair_outbox_inserts(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TRIGGER audit_outbox_broken" + (
-            "" if engine.dialect.name == "sqlite" else " ON his_audit_outbox"
-        ))
+        conn.exec_driver_sql(
+            "DROP TRIGGER audit_outbox_broken"
+            + ("" if engine.dialect.name == "sqlite" else " ON his_audit_outbox")
+        )
 
 
 def test_write_whose_outbox_insert_fails_is_rolled_back_and_reported(audit_settings, engine):
@@ -146,7 +147,7 @@ async def test_reads_are_published_to_kafka_keyed_by_patient(audit_settings):
     events = list(read_topic(audit_settings.kafka, audit_settings.kafka.bootstrap_servers))
     assert len(events) == 30
     assert verify(events).ok
-    by_patient: dict[str, set[int]] = {}
+    by_patient: dict[str | None, set[int | None]] = {}
     for event in events:
         by_patient.setdefault(event.patient_key, set()).add(event.partition)
     assert all(len(parts) == 1 for parts in by_patient.values())

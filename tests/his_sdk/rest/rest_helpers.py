@@ -1,18 +1,22 @@
-"""Helpers for the REST facade tests: gateways on their own event loop, a faulty adapter."""
+"""Helpers for the REST facade tests: gateways on their own event loop, toy adapters and an
+in-memory approval queue."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
+
+from fhir.resources.R4B.resource import Resource
+from fhir.resources.R4B.task import Task
 
 import his_sdk.errors
-from fhir.resources.R4B.resource import Resource
-from his_sdk.adapter import Adapter
+from his_sdk.adapter import Adapter, AdapterCapabilities, Interaction, TypeCapability
 from his_sdk.config import GatewaySettings
-from his_sdk.server import Gateway
+from his_sdk.server import CallContext, Gateway
+from his_sdk.server._writes import ProposalResult, ProposedWrite
 from tests.fixtures import MemoryAdapter
 
 T = TypeVar("T")
@@ -68,3 +72,73 @@ class FaultyMemoryAdapter(MemoryAdapter):
         if fault is not None:
             raise fault(f"injected {resource_id} fault")
         return await super().read(resource_type, resource_id)
+
+
+class WritableMemoryAdapter(MemoryAdapter):
+    """The in-memory adapter declaring create, update and delete on Observation."""
+
+    def capabilities(self) -> AdapterCapabilities:
+        types = dict(super().capabilities().types)
+        observation = types["Observation"]
+        writes = {Interaction.CREATE, Interaction.UPDATE, Interaction.DELETE}
+        types["Observation"] = TypeCapability(
+            "Observation", observation.interactions | writes, observation.search_params
+        )
+        return AdapterCapabilities(types)
+
+
+class MemoryWriteQueue:
+    """An in-memory approval queue: records proposals and answers with requested Tasks."""
+
+    instances: ClassVar[list[MemoryWriteQueue]] = []
+
+    def __init__(self) -> None:
+        self.proposals: list[ProposedWrite] = []
+        self.tasks: dict[str, Task] = {}
+        self.by_key: dict[str, str] = {}
+        MemoryWriteQueue.instances.append(self)
+
+    @classmethod
+    def from_settings(cls, settings: Any, **kwargs: Any) -> MemoryWriteQueue:
+        return cls()
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def add_to_server(self, server: Any) -> Sequence[str]:
+        return ()
+
+    async def propose(self, write: ProposedWrite) -> ProposalResult:
+        key = write.idempotency_key
+        if key and key in self.by_key:
+            return ProposalResult(self.tasks[self.by_key[key]], True)
+        task_id = f"t{len(self.tasks) + 1}"
+        target = f"{write.resource_type}/{write.resource_id}" if write.resource_id else None
+        data: dict[str, Any] = {
+            "resourceType": "Task",
+            "id": task_id,
+            "meta": {"versionId": "1"},
+            "status": "requested",
+            "intent": "proposal",
+            "description": write.justification,
+            "code": {"text": write.interaction.value},
+        }
+        if target:
+            data["focus"] = {"reference": target}
+        self.tasks[task_id] = Task.model_validate(data)
+        self.proposals.append(write)
+        if key:
+            self.by_key[key] = task_id
+        return ProposalResult(self.tasks[task_id], False)
+
+    async def get_task(self, call: CallContext, task_id: str) -> Task:
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise his_sdk.errors.NotFoundError(f"Task/{task_id} not found")
+        return task
+
+    async def watch_task(self, call: CallContext, task_id: str) -> AsyncIterator[Task]:
+        yield await self.get_task(call, task_id)

@@ -74,7 +74,10 @@ def test_fhirclient_reads_searches_and_pages(base, mint, gateway):
         statement = server.capabilityStatement
         assert {r.type for r in statement.rest[0].resource} == {"Patient", "Observation"}
         # fhirclient found the token endpoint in the SMART oauth-uris extension.
-        assert server.auth is not None and server.auth._token_uri == gateway.settings.rest.token_endpoint
+        assert (
+            server.auth is not None
+            and server.auth._token_uri == gateway.settings.rest.token_endpoint
+        )
     finally:
         server.session.close()
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11his/v1/fhir.proto\x12\x06his.v1\"O\n\x08Resource\x12\x15\n\rresource_type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x12\n\nversion_id\x18\x03 \x01(\t\x12\x0c\n\x04json\x18\x04 \x01(\x0c\"h\n\x0bReadRequest\x12\x15\n\rresource_type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x08\x65lements\x18\x03 \x03(\t\x12$\n\x07summary\x18\x04 \x01(\x0e\x32\x13.his.v1.SummaryMode\"2\n\x0cReadResponse\x12\"\n\x08resource\x18\x01 \x01(\x0b\x32\x10.his.v1.Resource\".\n\x0fSearchParameter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xc1\x01\n\rSearchRequest\x12\x15\n\rresource_type\x18\x01 \x01(\t\x12+\n\nparameters\x18\x02 \x03(\x0b\x32\x17.his.v1.SearchParameter\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\x12\x10\n\x08\x65lements\x18\x05 \x03(\t\x12$\n\x07summary\x18\x06 \x01(\x0e\x32\x13.his.v1.SummaryMode\x12\x15\n\rinclude_total\x18\x07 \x01(\x08\"Y\n\x0eSearchResponse\x12#\n\tresources\x18\x01 \x03(\x0b\x32\x10.his.v1.Resource\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03\"\x15\n\x13\x43\x61pabilitiesRequest\"9\n\x14\x43\x61pabilitiesResponse\x12!\n\x19\x63\x61pability_statement_json\x18\x01 \x01(\x0c*\x88\x01\n\x0bSummaryMode\x12\x1c\n\x18SUMMARY_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11SUMMARY_MODE_TRUE\x10\x01\x12\x15\n\x11SUMMARY_MODE_TEXT\x10\x02\x12\x15\n\x11SUMMARY_MODE_DATA\x10\x03\x12\x16\n\x12SUMMARY_MODE_COUNT\x10\x04\x32\xc4\x01\n\x0b\x46hirService\x12\x31\n\x04Read\x12\x13.his.v1.ReadRequest\x1a\x14.his.v1.ReadResponse\x12\x37\n\x06Search\x12\x15.his.v1.SearchRequest\x1a\x16.his.v1.SearchResponse\x12I\n\x0c\x43\x61pabilities\x12\x1b.his.v1.CapabilitiesRequest\x1a\x1c.his.v1.CapabilitiesResponseB\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11his/v1/fhir.proto\x12\x06his.v1\"O\n\x08Resource\x12\x15\n\rresource_type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x12\n\nversion_id\x18\x03 \x01(\t\x12\x0c\n\x04json\x18\x04 \x01(\x0c\"h\n\x0bReadRequest\x12\x15\n\rresource_type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x08\x65lements\x18\x03 \x03(\t\x12$\n\x07summary\x18\x04 \x01(\x0e\x32\x13.his.v1.SummaryMode\"2\n\x0cReadResponse\x12\"\n\x08resource\x18\x01 \x01(\x0b\x32\x10.his.v1.Resource\".\n\x0fSearchParameter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xc1\x01\n\rSearchRequest\x12\x15\n\rresource_type\x18\x01 \x01(\t\x12+\n\nparameters\x18\x02 \x03(\x0b\x32\x17.his.v1.SearchParameter\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\x12\x10\n\x08\x65lements\x18\x05 \x03(\t\x12$\n\x07summary\x18\x06 \x01(\x0e\x32\x13.his.v1.SummaryMode\x12\x15\n\rinclude_total\x18\x07 \x01(\x08\"Y\n\x0eSearchResponse\x12#\n\tresources\x18\x01 \x03(\x0b\x32\x10.his.v1.Resource\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03\"\x15\n\x13\x43\x61pabilitiesRequest\"9\n\x14\x43\x61pabilitiesResponse\x12!\n\x19\x63\x61pability_statement_json\x18\x01 \x01(\x0c\"d\n\rCreateRequest\x12\x15\n\rresource_type\x18\x01 \x01(\t\x12\x0c\n\x04json\x18\x02 \x01(\x0c\x12\x15\n\rjustification\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"p\n\rUpdateRequest\x12\x15\n\rresource_type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04json\x18\x03 \x01(\x0c\x12\x15\n\rjustification\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\"b\n\rDeleteRequest\x12\x15\n\rresource_type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x15\n\rjustification\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"A\n\rWriteResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.his.v1.Resource\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1e\n\x10WatchTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x0cTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.his.v1.Resource\x12\x10\n\x08terminal\x18\x02 \x01(\x08*\x88\x01\n\x0bSummaryMode\x12\x1c\n\x18SUMMARY_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11SUMMARY_MODE_TRUE\x10\x01\x12\x15\n\x11SUMMARY_MODE_TEXT\x10\x02\x12\x15\n\x11SUMMARY_MODE_DATA\x10\x03\x12\x16\n\x12SUMMARY_MODE_COUNT\x10\x04\x32\xe4\x03\n\x0b\x46hirService\x12\x31\n\x04Read\x12\x13.his.v1.ReadRequest\x1a\x14.his.v1.ReadResponse\x12\x37\n\x06Search\x12\x15.his.v1.SearchRequest\x1a\x16.his.v1.SearchResponse\x12I\n\x0c\x43\x61pabilities\x12\x1b.his.v1.CapabilitiesRequest\x1a\x1c.his.v1.CapabilitiesResponse\x12\x36\n\x06\x43reate\x12\x15.his.v1.CreateRequest\x1a\x15.his.v1.WriteResponse\x12\x36\n\x06Update\x12\x15.his.v1.UpdateRequest\x1a\x15.his.v1.WriteResponse\x12\x36\n\x06\x44\x65lete\x12\x15.his.v1.DeleteRequest\x1a\x15.his.v1.WriteResponse\x12\x37\n\x07GetTask\x12\x16.his.v1.GetTaskRequest\x1a\x14.his.v1.TaskResponse\x12=\n\tWatchTask\x12\x18.his.v1.WatchTaskRequest\x1a\x14.his.v1.TaskResponse0\x01\x42\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,8 +32,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'his.v1.fhir_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
-  _globals['_SUMMARYMODE']._serialized_start=686
-  _globals['_SUMMARYMODE']._serialized_end=822
+  _globals['_SUMMARYMODE']._serialized_start=1197
+  _globals['_SUMMARYMODE']._serialized_end=1333
   _globals['_RESOURCE']._serialized_start=29
   _globals['_RESOURCE']._serialized_end=108
   _globals['_READREQUEST']._serialized_start=110
@@ -50,6 +50,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CAPABILITIESREQUEST']._serialized_end=624
   _globals['_CAPABILITIESRESPONSE']._serialized_start=626
   _globals['_CAPABILITIESRESPONSE']._serialized_end=683
-  _globals['_FHIRSERVICE']._serialized_start=825
-  _globals['_FHIRSERVICE']._serialized_end=1021
+  _globals['_CREATEREQUEST']._serialized_start=685
+  _globals['_CREATEREQUEST']._serialized_end=785
+  _globals['_UPDATEREQUEST']._serialized_start=787
+  _globals['_UPDATEREQUEST']._serialized_end=899
+  _globals['_DELETEREQUEST']._serialized_start=901
+  _globals['_DELETEREQUEST']._serialized_end=999
+  _globals['_WRITERESPONSE']._serialized_start=1001
+  _globals['_WRITERESPONSE']._serialized_end=1066
+  _globals['_GETTASKREQUEST']._serialized_start=1068
+  _globals['_GETTASKREQUEST']._serialized_end=1096
+  _globals['_WATCHTASKREQUEST']._serialized_start=1098
+  _globals['_WATCHTASKREQUEST']._serialized_end=1128
+  _globals['_TASKRESPONSE']._serialized_start=1130
+  _globals['_TASKRESPONSE']._serialized_end=1194
+  _globals['_FHIRSERVICE']._serialized_start=1336
+  _globals['_FHIRSERVICE']._serialized_end=1820
 # @@protoc_insertion_point(module_scope)

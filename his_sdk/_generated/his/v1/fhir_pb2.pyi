@@ -95,3 +95,69 @@ class CapabilitiesResponse(_message.Message):
     CAPABILITY_STATEMENT_JSON_FIELD_NUMBER: _ClassVar[int]
     capability_statement_json: bytes
     def __init__(self, capability_statement_json: _Optional[bytes] = ...) -> None: ...
+
+class CreateRequest(_message.Message):
+    __slots__ = ("resource_type", "json", "justification", "idempotency_key")
+    RESOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    JUSTIFICATION_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    resource_type: str
+    json: bytes
+    justification: str
+    idempotency_key: str
+    def __init__(self, resource_type: _Optional[str] = ..., json: _Optional[bytes] = ..., justification: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class UpdateRequest(_message.Message):
+    __slots__ = ("resource_type", "id", "json", "justification", "idempotency_key")
+    RESOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    JUSTIFICATION_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    resource_type: str
+    id: str
+    json: bytes
+    justification: str
+    idempotency_key: str
+    def __init__(self, resource_type: _Optional[str] = ..., id: _Optional[str] = ..., json: _Optional[bytes] = ..., justification: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("resource_type", "id", "justification", "idempotency_key")
+    RESOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    JUSTIFICATION_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    resource_type: str
+    id: str
+    justification: str
+    idempotency_key: str
+    def __init__(self, resource_type: _Optional[str] = ..., id: _Optional[str] = ..., justification: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class WriteResponse(_message.Message):
+    __slots__ = ("task", "replayed")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    task: Resource
+    replayed: bool
+    def __init__(self, task: _Optional[_Union[Resource, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class GetTaskRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class WatchTaskRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class TaskResponse(_message.Message):
+    __slots__ = ("task", "terminal")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_FIELD_NUMBER: _ClassVar[int]
+    task: Resource
+    terminal: bool
+    def __init__(self, task: _Optional[_Union[Resource, _Mapping]] = ..., terminal: _Optional[bool] = ...) -> None: ...

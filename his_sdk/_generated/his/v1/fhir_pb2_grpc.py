@@ -49,6 +49,31 @@ class FhirServiceStub:
                 request_serializer=his_dot_v1_dot_fhir__pb2.CapabilitiesRequest.SerializeToString,
                 response_deserializer=his_dot_v1_dot_fhir__pb2.CapabilitiesResponse.FromString,
                 _registered_method=True)
+        self.Create = channel.unary_unary(
+                '/his.v1.FhirService/Create',
+                request_serializer=his_dot_v1_dot_fhir__pb2.CreateRequest.SerializeToString,
+                response_deserializer=his_dot_v1_dot_fhir__pb2.WriteResponse.FromString,
+                _registered_method=True)
+        self.Update = channel.unary_unary(
+                '/his.v1.FhirService/Update',
+                request_serializer=his_dot_v1_dot_fhir__pb2.UpdateRequest.SerializeToString,
+                response_deserializer=his_dot_v1_dot_fhir__pb2.WriteResponse.FromString,
+                _registered_method=True)
+        self.Delete = channel.unary_unary(
+                '/his.v1.FhirService/Delete',
+                request_serializer=his_dot_v1_dot_fhir__pb2.DeleteRequest.SerializeToString,
+                response_deserializer=his_dot_v1_dot_fhir__pb2.WriteResponse.FromString,
+                _registered_method=True)
+        self.GetTask = channel.unary_unary(
+                '/his.v1.FhirService/GetTask',
+                request_serializer=his_dot_v1_dot_fhir__pb2.GetTaskRequest.SerializeToString,
+                response_deserializer=his_dot_v1_dot_fhir__pb2.TaskResponse.FromString,
+                _registered_method=True)
+        self.WatchTask = channel.unary_stream(
+                '/his.v1.FhirService/WatchTask',
+                request_serializer=his_dot_v1_dot_fhir__pb2.WatchTaskRequest.SerializeToString,
+                response_deserializer=his_dot_v1_dot_fhir__pb2.TaskResponse.FromString,
+                _registered_method=True)
 
 
 class FhirServiceServicer:
@@ -75,6 +100,45 @@ class FhirServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Create(self, request, context):
+        """Writes never reach the EHR directly: each becomes an approval request, tracked by a FHIR
+        Task (status `requested`), that a human reviewer decides. Proposing the same write again
+        (same idempotency key) returns the same Task.
+
+        Propose creating a resource.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Update(self, request, context):
+        """Propose replacing a resource (FHIR update by id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Delete(self, request, context):
+        """Propose deleting a resource.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTask(self, request, context):
+        """The current Task of an approval request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchTask(self, request, context):
+        """The Task now and after each status change, until it reaches a terminal status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FhirServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +156,31 @@ def add_FhirServiceServicer_to_server(servicer, server):
                     servicer.Capabilities,
                     request_deserializer=his_dot_v1_dot_fhir__pb2.CapabilitiesRequest.FromString,
                     response_serializer=his_dot_v1_dot_fhir__pb2.CapabilitiesResponse.SerializeToString,
+            ),
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=his_dot_v1_dot_fhir__pb2.CreateRequest.FromString,
+                    response_serializer=his_dot_v1_dot_fhir__pb2.WriteResponse.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=his_dot_v1_dot_fhir__pb2.UpdateRequest.FromString,
+                    response_serializer=his_dot_v1_dot_fhir__pb2.WriteResponse.SerializeToString,
+            ),
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=his_dot_v1_dot_fhir__pb2.DeleteRequest.FromString,
+                    response_serializer=his_dot_v1_dot_fhir__pb2.WriteResponse.SerializeToString,
+            ),
+            'GetTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTask,
+                    request_deserializer=his_dot_v1_dot_fhir__pb2.GetTaskRequest.FromString,
+                    response_serializer=his_dot_v1_dot_fhir__pb2.TaskResponse.SerializeToString,
+            ),
+            'WatchTask': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTask,
+                    request_deserializer=his_dot_v1_dot_fhir__pb2.WatchTaskRequest.FromString,
+                    response_serializer=his_dot_v1_dot_fhir__pb2.TaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +264,141 @@ class FhirService:
             '/his.v1.FhirService/Capabilities',
             his_dot_v1_dot_fhir__pb2.CapabilitiesRequest.SerializeToString,
             his_dot_v1_dot_fhir__pb2.CapabilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Create(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/his.v1.FhirService/Create',
+            his_dot_v1_dot_fhir__pb2.CreateRequest.SerializeToString,
+            his_dot_v1_dot_fhir__pb2.WriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/his.v1.FhirService/Update',
+            his_dot_v1_dot_fhir__pb2.UpdateRequest.SerializeToString,
+            his_dot_v1_dot_fhir__pb2.WriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Delete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/his.v1.FhirService/Delete',
+            his_dot_v1_dot_fhir__pb2.DeleteRequest.SerializeToString,
+            his_dot_v1_dot_fhir__pb2.WriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/his.v1.FhirService/GetTask',
+            his_dot_v1_dot_fhir__pb2.GetTaskRequest.SerializeToString,
+            his_dot_v1_dot_fhir__pb2.TaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/his.v1.FhirService/WatchTask',
+            his_dot_v1_dot_fhir__pb2.WatchTaskRequest.SerializeToString,
+            his_dot_v1_dot_fhir__pb2.TaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""Alembic migrations of the approval queue (run by ``approval_service.migrate``)."""

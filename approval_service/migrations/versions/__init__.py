@@ -1,0 +1,1 @@
+"""The approval queue's schema revisions, oldest first."""
