@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -95,31 +96,47 @@ async def drive(
     return p50, p99, len(latencies) / elapsed
 
 
-async def run(args: argparse.Namespace, workdir: Path) -> None:
-    from adapters.sql import seed_synthea
-
-    db = workdir / "legacy.db"
-    seed_synthea(f"sqlite:///{db}", args.bundles)
-    issuer = DevIssuer.init(workdir / "issuer", issuer=ISSUER)
+def start_gateway(workdir: Path, db: Path, name: str, bootstrap: str | None) -> tuple[Any, int]:
+    """Start `his serve` in its own process; audit on when a broker address is given."""
     port = free_port()
-    config = workdir / "gateway.yaml"
+    config = workdir / f"{name}.yaml"
+    audit = (
+        f"audit: {{outbox_url: 'sqlite:///{workdir / name}.db', "
+        f"kafka: {{bootstrap_servers: ['{bootstrap}'], topic: bench.{name}}}}}\n"
+        if bootstrap
+        else "audit: {enabled: false}\n"
+    )
     config.write_text(
         f"server: {{port: {port}}}\n"
         f"auth: {{issuer: '{ISSUER}', audience: {AUDIENCE}, "
         f"jwks_file: '{workdir / 'issuer' / 'jwks.json'}'}}\n"
         "adapters:\n  - name: openemr\n    implementation: adapters.sql:SqlAdapter\n"
         f"    settings: {{url: 'sqlite:///{db}', mapping: openemr}}\n"
-        f"state: {{url: 'sqlite:///{workdir / 'state.db'}'}}\nlog_level: WARNING\n"
+        f"state: {{url: 'sqlite:///{workdir / name}.db'}}\nlog_level: WARNING\n" + audit
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    gateway = subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "his_sdk.cli", "serve", "--config", str(config)],
         env=env,
         stdout=subprocess.DEVNULL,
     )
-    processes = [gateway]
+    wait_port(port)
+    return process, port
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> None:
+    from adapters.sql import seed_synthea
+    from his_sdk.testing import TansuBroker
+
+    db = workdir / "legacy.db"
+    seed_synthea(f"sqlite:///{db}", args.bundles)
+    issuer = DevIssuer.init(workdir / "issuer", issuer=ISSUER)
+    broker = TansuBroker.start()
+    gateway, port = start_gateway(workdir, db, "audited", broker.bootstrap_servers)
+    quiet, quiet_port = start_gateway(workdir, db, "unaudited", None)
+    processes = [gateway, quiet]
+    audit_rows = []
     try:
-        wait_port(port)
         token = issuer.mint(
             client_id="bench-agent",
             audience=AUDIENCE,
@@ -174,11 +191,27 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
                 rows.append((name, size, concurrency, g, e))
             await echo_channel.close()
             echo.terminate()
+        quiet_channel = grpc.aio.insecure_channel(f"127.0.0.1:{quiet_port}")
+        quiet_stub = fhir_pb2_grpc.FhirServiceStub(quiet_channel)
+        for concurrency in (1, 32):
+            off = await drive(
+                functools.partial(quiet_stub.Read, read_request, metadata=metadata),
+                concurrency,
+                args.seconds,
+            )
+            on = await drive(
+                functools.partial(stub.Read, read_request, metadata=metadata),
+                concurrency,
+                args.seconds,
+            )
+            audit_rows.append((concurrency, off, on))
+        await quiet_channel.close()
         await channel.close()
     finally:
         for process in processes:
             process.terminate()
             process.wait(timeout=10)
+        broker.stop()
 
     header = (
         f"{'scenario':<34}{'bytes':>7}{'conc':>6}{'gw p50':>9}{'gw p99':>9}{'gw rps':>9}"
@@ -191,6 +224,13 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
             f"{name:<34}{size:>7}{conc:>6}{gp50:>8.2f}m{gp99:>8.2f}m{grps:>9.0f}"
             f"{ep50:>9.2f}m{ep99:>9.2f}m{erps:>10.0f}{100 * grps / erps:>7.0f}%"
             f"{gp50 / ep50:>7.2f}"
+        )
+    print("\nPatient read, audit off vs on (outbox in SQLite, published to a local broker)")
+    print(f"{'conc':>6}{'off rps':>10}{'on rps':>10}{'off p50':>9}{'on p50':>9}{'cost':>8}")
+    for conc, (op50, _, orps), (np50, _, nrps) in audit_rows:
+        print(
+            f"{conc:>6}{orps:>10.0f}{nrps:>10.0f}{op50:>8.2f}m{np50:>8.2f}m"
+            f"{100 * (1 - nrps / orps):>7.0f}%"
         )
     print(
         "\nlatencies in ms; rps % = gateway throughput as a share of the echo's (target >= 60%);"

@@ -437,11 +437,11 @@ class InferenceBridge:
         try:
             for entry, _ in runs:
                 await self._authorize(call, entry, request.patient_id)
+            _check_features(entries, request.features)
         except BaseException as exc:
             for _, run in runs:
                 await self._record(call, run, "consult", request.patient_id, exc)
             raise
-        _check_features(entries, request.features)
         inputs = ModelInputs(
             request.resources, request.features, request.patient_id, shared=len(entries) > 1
         )

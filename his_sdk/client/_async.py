@@ -8,6 +8,7 @@ from typing import Any, overload
 import grpc
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.resource import Resource
+from fhir.resources.R4B.task import Task
 
 from his_sdk._generated.his.v1 import fhir_pb2, fhir_pb2_grpc
 from his_sdk.client._base import (
@@ -190,3 +191,44 @@ class AsyncHisClient(ClientCore):
         """The gateway's CapabilityStatement."""
         response = await self._invoke(self._stub.Capabilities, fhir_pb2.CapabilitiesRequest(), None)
         return self._capabilities_result(response)
+
+    async def propose_create(
+        self, resource: Resource, *, justification: str, idempotency_key: str | None = None
+    ) -> Task:
+        """Propose creating ``resource``; arguments as :meth:`his_sdk.HisClient.propose_create`."""
+        request = self._create_request(resource, justification, idempotency_key)
+        return self._task_result(await self._invoke(self._stub.Create, request, None))
+
+    async def propose_update(
+        self, resource: Resource, *, justification: str, idempotency_key: str | None = None
+    ) -> Task:
+        """Propose replacing the resource with ``resource`` (matched by its ``id``)."""
+        request = self._update_request(resource, justification, idempotency_key)
+        return self._task_result(await self._invoke(self._stub.Update, request, None))
+
+    async def propose_delete(
+        self, resource: Resource | str, *, justification: str, idempotency_key: str | None = None
+    ) -> Task:
+        """Propose deleting a resource (a model with an id, or ``"Type/id"``)."""
+        request = self._delete_request(resource, justification, idempotency_key)
+        return self._task_result(await self._invoke(self._stub.Delete, request, None))
+
+    async def get_task(self, task_id: str) -> Task:
+        """The current Task of an approval request."""
+        request = fhir_pb2.GetTaskRequest(id=task_id)
+        return self._task_result(await self._invoke(self._stub.GetTask, request, None))
+
+    async def watch(self, task_id: str, *, timeout: float | None = None) -> AsyncIterator[Task]:
+        """Yield the Task now and at each status change until it is terminal."""
+        stream = self._stub.WatchTask(
+            fhir_pb2.WatchTaskRequest(id=task_id),
+            timeout=timeout,
+            metadata=self._call_metadata(None),
+        )
+        try:
+            async for response in stream:
+                yield self._task_result(response)
+        except grpc.aio.AioRpcError as exc:
+            raise translate_error(exc) from exc
+        finally:
+            stream.cancel()

@@ -12,6 +12,7 @@ import grpc
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.resource import Resource
+from fhir.resources.R4B.task import Task
 
 import his_sdk.errors
 from his_sdk._converters import resource_from_proto, summary_to_proto
@@ -20,7 +21,15 @@ from his_sdk._generated.his.v1 import fhir_pb2
 from his_sdk.client._options import TlsConfig
 from his_sdk.search import SummaryMode
 
-__all__ = ["ResourceT", "SearchPage", "SearchParams", "Token"]
+__all__ = [
+    "ResourceT",
+    "SearchPage",
+    "SearchParams",
+    "Token",
+    "channel_credentials",
+    "channel_options",
+    "translate_error",
+]
 
 ResourceT = TypeVar("ResourceT", bound=Resource)
 SearchParams = Mapping[str, str | Sequence[str]] | Sequence[tuple[str, str]] | None
@@ -159,6 +168,55 @@ class ClientCore:
     @staticmethod
     def _capabilities_result(response: fhir_pb2.CapabilitiesResponse) -> CapabilityStatement:
         return CapabilityStatement.model_validate_json(response.capability_statement_json)
+
+    @staticmethod
+    def _create_request(
+        resource: Resource, justification: str, idempotency_key: str | None
+    ) -> fhir_pb2.CreateRequest:
+        return fhir_pb2.CreateRequest(
+            resource_type=resource.get_resource_type(),
+            json=resource.model_dump_json().encode(),
+            justification=justification,
+            idempotency_key=idempotency_key or "",
+        )
+
+    @staticmethod
+    def _update_request(
+        resource: Resource, justification: str, idempotency_key: str | None
+    ) -> fhir_pb2.UpdateRequest:
+        if not resource.id:
+            raise ValueError("an update needs the resource's id")
+        return fhir_pb2.UpdateRequest(
+            resource_type=resource.get_resource_type(),
+            id=resource.id,
+            json=resource.model_dump_json().encode(),
+            justification=justification,
+            idempotency_key=idempotency_key or "",
+        )
+
+    @staticmethod
+    def _delete_request(
+        resource: Resource | str, justification: str, idempotency_key: str | None
+    ) -> fhir_pb2.DeleteRequest:
+        if isinstance(resource, str):
+            resource_type, _, resource_id = resource.partition("/")
+            model_class(resource_type)
+        else:
+            resource_type, resource_id = resource.get_resource_type(), resource.id or ""
+        if not resource_id:
+            raise ValueError("a delete needs the resource's id ('Type/id' or a model with an id)")
+        return fhir_pb2.DeleteRequest(
+            resource_type=resource_type,
+            id=resource_id,
+            justification=justification,
+            idempotency_key=idempotency_key or "",
+        )
+
+    @staticmethod
+    def _task_result(response: fhir_pb2.WriteResponse | fhir_pb2.TaskResponse) -> Task:
+        task = resource_from_proto(response.task)
+        assert isinstance(task, Task)
+        return task
 
     @staticmethod
     def _next_request(page: SearchPage) -> fhir_pb2.SearchRequest | None:

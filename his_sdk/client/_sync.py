@@ -8,6 +8,7 @@ from typing import Any, overload
 import grpc
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.resource import Resource
+from fhir.resources.R4B.task import Task
 
 from his_sdk._generated.his.v1 import fhir_pb2, fhir_pb2_grpc
 from his_sdk.client._base import (
@@ -207,3 +208,64 @@ class HisClient(ClientCore):
         """The gateway's CapabilityStatement: types, interactions, search parameters."""
         response = self._invoke(self._stub.Capabilities, fhir_pb2.CapabilitiesRequest(), None)
         return self._capabilities_result(response)
+
+    def propose_create(
+        self, resource: Resource, *, justification: str, idempotency_key: str | None = None
+    ) -> Task:
+        """Propose creating ``resource``; a human approves it before it reaches the EHR.
+
+        Args:
+            resource: The resource to create (its ``id``, if any, is ignored).
+            justification: Why the agent proposes it; required, shown to the reviewer.
+            idempotency_key: Proposing again with the same key returns the same Task; by
+                default a key is derived from the caller and the resource.
+
+        Returns:
+            The FHIR Task of the approval request (status ``requested`` when new).
+
+        Raises:
+            his_sdk.errors.HisError: The subclass matching the gRPC status (denied by policy,
+                invalid resource, no adapter writes the type, ...).
+        """
+        request = self._create_request(resource, justification, idempotency_key)
+        return self._task_result(self._invoke(self._stub.Create, request, None))
+
+    def propose_update(
+        self, resource: Resource, *, justification: str, idempotency_key: str | None = None
+    ) -> Task:
+        """Propose replacing the resource with ``resource`` (matched by its ``id``)."""
+        request = self._update_request(resource, justification, idempotency_key)
+        return self._task_result(self._invoke(self._stub.Update, request, None))
+
+    def propose_delete(
+        self, resource: Resource | str, *, justification: str, idempotency_key: str | None = None
+    ) -> Task:
+        """Propose deleting a resource (a model with an id, or ``"Type/id"``)."""
+        request = self._delete_request(resource, justification, idempotency_key)
+        return self._task_result(self._invoke(self._stub.Delete, request, None))
+
+    def get_task(self, task_id: str) -> Task:
+        """The current Task of an approval request."""
+        request = fhir_pb2.GetTaskRequest(id=task_id)
+        return self._task_result(self._invoke(self._stub.GetTask, request, None))
+
+    def watch(self, task_id: str, *, timeout: float | None = None) -> Iterator[Task]:
+        """Yield the Task now and at each status change until it is terminal.
+
+        Args:
+            task_id: The Task's id.
+            timeout: Give up after this many seconds (``DeadlineExceededError``); None waits
+                as long as the request lives.
+        """
+        stream = self._stub.WatchTask(
+            fhir_pb2.WatchTaskRequest(id=task_id),
+            timeout=timeout,
+            metadata=self._call_metadata(None),
+        )
+        try:
+            for response in stream:
+                yield self._task_result(response)
+        except grpc.RpcError as exc:
+            raise translate_error(exc) from exc
+        finally:
+            stream.cancel()

@@ -77,6 +77,7 @@ class FhirRestApp:
 
     Every request is authenticated by the same helper the gRPC interceptor uses, then calls
     the service core, so authorization, paging cursors and validation are the gRPC ones.
+    Writes are proposals answered ``202 Accepted`` with the approval Task and its location.
     Errors are OperationOutcome resources with the HTTP status of the error class.
 
     Args:

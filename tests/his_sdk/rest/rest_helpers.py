@@ -21,6 +21,51 @@ from tests.fixtures import MemoryAdapter
 
 T = TypeVar("T")
 
+ISSUER = "http://127.0.0.1/rest-test-issuer"
+AUDIENCE = "his-gateway-rest-test"
+TOKEN_ENDPOINT = "http://127.0.0.1:9/token"
+CLINICIAN = dict(roles=("clinician",), act_subject="dr.one", act_fhir_user="Practitioner/dr1")
+USER_SCOPES = "user/Patient.rs user/Observation.rs"
+
+
+def _obs(oid: str, patient: str, category: str, code: str) -> dict:
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "meta": {"versionId": "3", "lastUpdated": "2024-05-01T10:00:00Z"},
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": category,
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "subject": {"reference": f"Patient/{patient}"},
+        "valueQuantity": {"value": 1.5, "unit": "mg"},
+    }
+
+
+RESOURCES = [
+    {
+        "resourceType": "Patient",
+        "id": "p1",
+        "meta": {"versionId": "7", "lastUpdated": "2024-05-01T10:00:00Z"},
+        "gender": "female",
+        "birthDate": "1970-01-01",
+        "name": [{"family": "One", "given": ["Pat"]}],
+    },
+    {"resourceType": "Patient", "id": "p2", "gender": "male", "name": [{"family": "Two"}]},
+    *[_obs(f"lab{i}", "p1", "laboratory", "2345-7") for i in range(5)],
+    *[_obs(f"vs{i}", "p1", "vital-signs", "8867-4") for i in range(3)],
+    _obs("lab-p2", "p2", "laboratory", "2345-7"),
+]
+CARE_TEAMS = {"p1": frozenset({"Practitioner/dr1"}), "p2": frozenset({"Practitioner/dr2"})}
+
 
 class LoopThread:
     """An event loop running in a daemon thread, so blocking clients can call its servers."""

@@ -18,6 +18,10 @@ from his_sdk.config import (
 )
 from his_sdk.rest import FHIR_JSON
 from tests.his_sdk.rest.rest_helpers import (
+    AUDIENCE,
+    CARE_TEAMS,
+    ISSUER,
+    RESOURCES,
     MemoryWriteQueue,
     WritableMemoryAdapter,
     running_gateway,
@@ -35,8 +39,6 @@ OBSERVATION = {
 
 @pytest.fixture(scope="module")
 def writes(loop, issuer, tmp_path_factory):
-    from tests.his_sdk.rest.conftest import AUDIENCE, CARE_TEAMS, ISSUER, RESOURCES
-
     settings = GatewaySettings(
         server=ServerSettings(port=0, grace_seconds=0),
         rest=RestSettings(enabled=True, port=0),
