@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 import his_sdk.client
-from his_sdk._generated.his.v1 import approval_pb2, approval_pb2_grpc, tools_pb2
+from his_sdk._generated.his.v1 import approval_pb2, approval_pb2_grpc
 
 from ._convert import (
     action_to_proto,
@@ -80,11 +80,7 @@ class _Core:
         return approval_pb2.EscalateRequest(
             request_id=request_id,
             reason=reason,
-            to_risk=(
-                risk_to_proto(RiskTier(to_risk))
-                if to_risk is not None
-                else tools_pb2.RISK_LEVEL_UNSPECIFIED
-            ),
+            to_risk=(risk_to_proto(RiskTier(to_risk)) if to_risk is not None else None),
         )
 
     @staticmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from fhir.resources.R4B.task import Task
@@ -42,7 +43,7 @@ __all__ = [
     "status_to_proto",
 ]
 
-_STATUS: dict[RequestStatus, int] = {
+_STATUS: dict[RequestStatus, approval_pb2.ApprovalStatus] = {
     RequestStatus.PENDING: approval_pb2.APPROVAL_STATUS_PENDING,
     RequestStatus.APPROVED: approval_pb2.APPROVAL_STATUS_APPROVED,
     RequestStatus.REJECTED: approval_pb2.APPROVAL_STATUS_REJECTED,
@@ -50,31 +51,31 @@ _STATUS: dict[RequestStatus, int] = {
     RequestStatus.EXECUTED: approval_pb2.APPROVAL_STATUS_EXECUTED,
     RequestStatus.FAILED: approval_pb2.APPROVAL_STATUS_FAILED,
 }
-_RISK: dict[RiskTier, int] = {
+_RISK: dict[RiskTier, tools_pb2.RiskLevel] = {
     RiskTier.LOW: tools_pb2.RISK_LEVEL_LOW,
     RiskTier.MEDIUM: tools_pb2.RISK_LEVEL_MEDIUM,
     RiskTier.HIGH: tools_pb2.RISK_LEVEL_HIGH,
 }
-_ACTION: dict[DecisionAction, int] = {
+_ACTION: dict[DecisionAction, approval_pb2.DecisionAction] = {
     DecisionAction.APPROVE: approval_pb2.DECISION_ACTION_APPROVE,
     DecisionAction.APPROVE_WITH_EDITS: approval_pb2.DECISION_ACTION_APPROVE_WITH_EDITS,
     DecisionAction.REJECT: approval_pb2.DECISION_ACTION_REJECT,
 }
-_INTERACTION: dict[Interaction, int] = {
+_INTERACTION: dict[Interaction, approval_pb2.WriteInteraction] = {
     Interaction.CREATE: approval_pb2.WRITE_INTERACTION_CREATE,
     Interaction.UPDATE: approval_pb2.WRITE_INTERACTION_UPDATE,
     Interaction.DELETE: approval_pb2.WRITE_INTERACTION_DELETE,
 }
 
 
-def _reverse(table: dict[Any, int], value: int, name: str) -> Any:
+def _reverse(table: Mapping[Any, int], value: int, name: str) -> Any:
     for key, number in table.items():
         if number == value:
             return key
     raise his_sdk.errors.InvalidRequestError(f"{name} is missing or unknown", expression=[name])
 
 
-def status_to_proto(status: RequestStatus) -> int:
+def status_to_proto(status: RequestStatus) -> approval_pb2.ApprovalStatus:
     """A request status as the proto enum."""
     return _STATUS[status]
 
@@ -85,7 +86,7 @@ def status_from_proto(value: int) -> RequestStatus:
     return status
 
 
-def risk_to_proto(tier: RiskTier) -> int:
+def risk_to_proto(tier: RiskTier) -> tools_pb2.RiskLevel:
     """A risk tier as ``his.v1.RiskLevel``."""
     return _RISK[tier]
 
@@ -96,7 +97,7 @@ def risk_from_proto(value: int) -> RiskTier:
     return tier
 
 
-def action_to_proto(action: DecisionAction) -> int:
+def action_to_proto(action: DecisionAction) -> approval_pb2.DecisionAction:
     """A decision action as the proto enum."""
     return _ACTION[action]
 
@@ -170,8 +171,8 @@ def _event(event: HistoryEvent) -> approval_pb2.RequestEvent:
     return approval_pb2.RequestEvent(
         kind=event.kind,
         actor=_party(event.actor),
-        from_status=status_to_proto(event.from_status) if event.from_status else 0,
-        to_status=status_to_proto(event.to_status) if event.to_status else 0,
+        from_status=status_to_proto(event.from_status) if event.from_status else None,
+        to_status=status_to_proto(event.to_status) if event.to_status else None,
         detail=event.detail or "",
         at=_timestamp(event.at),
     )

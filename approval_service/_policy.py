@@ -200,9 +200,7 @@ class ApprovalPolicy:
 
     def is_reviewer(self, roles: Iterable[str]) -> bool:
         """Whether any of ``roles`` is a reviewer role at all."""
-        return any(
-            self._oso.query_rule_once("reviewer_role", role) for role in sorted(set(roles))
-        )
+        return any(self._oso.query_rule_once("reviewer_role", role) for role in sorted(set(roles)))
 
     def _permits_uncached(
         self, roles: frozenset[str], action: str, tier: RiskTier, resource_type: str

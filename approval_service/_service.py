@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import datetime
 import hashlib
 import json
@@ -241,7 +242,7 @@ class ApprovalService:
         while True:
             task = request.task
             business = task.businessStatus.text if task.businessStatus else ""
-            seen = (task.status, business or "")
+            seen = (str(task.status), business or "")
             if seen != last:
                 last = seen
                 yield task
@@ -250,10 +251,8 @@ class ApprovalService:
             tick = self._tick
             current = await asyncio.to_thread(self._revision, task_id)
             if current == request.revision:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(tick.wait(), self.settings.watch_poll_seconds)
-                except TimeoutError:
-                    pass
             request = await self._visible(call, task_id)
 
     # -- reviewer side -------------------------------------------------------------------------
@@ -464,9 +463,7 @@ class ApprovalService:
         error = task.exception()
         if error is not None:
             # The claim lapses and the sweep retries; the request is never lost.
-            _log.error(
-                "execution task %s failed: %s", task.get_name(), error, exc_info=error
-            )
+            _log.error("execution task %s failed: %s", task.get_name(), error, exc_info=error)
 
     async def _after_failure(self, claim: _Claim, exc: Exception) -> bool:
         transient = not isinstance(exc, his_sdk.errors.HisError) or isinstance(exc, _TRANSIENT)
@@ -717,8 +714,14 @@ class ApprovalService:
                 if len(given) >= row.approvals_required:
                     self._transition(session, row, RequestStatus.APPROVED, now, None)
                     self._event(
-                        session, row, "approved", reviewer, status, RequestStatus.APPROVED,
-                        detail, now,
+                        session,
+                        row,
+                        "approved",
+                        reviewer,
+                        status,
+                        RequestStatus.APPROVED,
+                        detail,
+                        now,
                     )
                     approved = True
                 else:
@@ -841,8 +844,14 @@ class ApprovalService:
             row.escalated = True
             self._touch(row, now)
             self._event(
-                session, row, "escalated", reviewer, None, None,
-                f"{tier.value} -> {target.value}: {reason}", now,
+                session,
+                row,
+                "escalated",
+                reviewer,
+                None,
+                None,
+                f"{tier.value} -> {target.value}: {reason}",
+                now,
             )
             self._audit_operation(session, row, reviewer, "approval-escalate", call)
             return self._snapshot(session, row, full=True)
@@ -882,8 +891,14 @@ class ApprovalService:
                 reason = "no decision before the deadline; expiry is a rejection"
                 self._transition(session, row, RequestStatus.EXPIRED, now, reason)
                 self._event(
-                    session, row, "expired", SYSTEM_PARTY, RequestStatus.PENDING,
-                    RequestStatus.EXPIRED, reason, now,
+                    session,
+                    row,
+                    "expired",
+                    SYSTEM_PARTY,
+                    RequestStatus.PENDING,
+                    RequestStatus.EXPIRED,
+                    reason,
+                    now,
                 )
                 self._audit_operation(session, row, SYSTEM_PARTY, "approval-expire", None)
                 expired += 1
@@ -925,15 +940,19 @@ class ApprovalService:
             )
             row.attempts += 1
             self._event(
-                session, row, "execution-started", SYSTEM_PARTY, None, None,
-                f"attempt {row.attempts}", now,
+                session,
+                row,
+                "execution-started",
+                SYSTEM_PARTY,
+                None,
+                None,
+                f"attempt {row.attempts}",
+                now,
             )
             version = session.get(VersionRow, (row.id, row.current_version))
             resource = None
             if version is not None and version.resource_json is not None:
-                resource = model_class(row.resource_type).model_validate_json(
-                    version.resource_json
-                )
+                resource = model_class(row.resource_type).model_validate_json(version.resource_json)
             write = ApprovedWrite(
                 key=row.id,
                 interaction=Interaction(row.interaction),
@@ -952,8 +971,14 @@ class ApprovalService:
                 return
             row.claim_expires_at = now + datetime.timedelta(seconds=self.settings.retry_seconds)
             self._event(
-                session, row, "execution-retry", SYSTEM_PARTY, None, None,
-                f"attempt {claim.attempts}: {_error_text(error)}", now,
+                session,
+                row,
+                "execution-retry",
+                SYSTEM_PARTY,
+                None,
+                None,
+                f"attempt {claim.attempts}: {_error_text(error)}",
+                now,
             )
 
     def _finish(
@@ -989,11 +1014,18 @@ class ApprovalService:
                 self._transition(session, row, RequestStatus.EXECUTED, now, None)
                 written = f"{outcome.resource_type}/{outcome.resource_id}"
                 self._event(
-                    session, row, "executed", SYSTEM_PARTY, RequestStatus.APPROVED,
-                    RequestStatus.EXECUTED, written, now,
+                    session,
+                    row,
+                    "executed",
+                    SYSTEM_PARTY,
+                    RequestStatus.APPROVED,
+                    RequestStatus.EXECUTED,
+                    written,
+                    now,
                 )
                 audit_outcome, audit_text = AuditOutcome.SUCCESS, None
-                written_type, written_id = outcome.resource_type, outcome.resource_id
+                written_type = outcome.resource_type
+                written_id: str | None = outcome.resource_id
                 version_id = outcome.version_id
             else:
                 assert error is not None
@@ -1001,8 +1033,14 @@ class ApprovalService:
                 row.error_text = text
                 self._transition(session, row, RequestStatus.FAILED, now, text)
                 self._event(
-                    session, row, "failed", SYSTEM_PARTY, RequestStatus.APPROVED,
-                    RequestStatus.FAILED, text, now,
+                    session,
+                    row,
+                    "failed",
+                    SYSTEM_PARTY,
+                    RequestStatus.APPROVED,
+                    RequestStatus.FAILED,
+                    text,
+                    now,
                 )
                 audit_outcome, audit_text = outcome_for_error(error)
                 written_type, written_id, version_id = row.resource_type, row.resource_id, None
@@ -1158,9 +1196,7 @@ class ApprovalService:
             versions = [v for v in version_rows if v.request_id == row.id]
             decisions = [d for d in decision_rows if d.request_id == row.id]
             latest = next((v for v in versions if v.number == row.current_version), None)
-            proposed = (
-                json.loads(latest.resource_json) if latest and latest.resource_json else None
-            )
+            proposed = json.loads(latest.resource_json) if latest and latest.resource_json else None
             current = json.loads(row.current_json) if row.current_json else None
             approvals = self._counted(
                 (
@@ -1258,8 +1294,8 @@ class ApprovalService:
         if query.requester:
             statement = statement.where(
                 sa.or_(
-                    RequestRow.requester_client_id == query.requester,
-                    RequestRow.requester_user == query.requester,
+                    col(RequestRow.requester_client_id) == query.requester,
+                    col(RequestRow.requester_user) == query.requester,
                 )
             )
         if query.min_age:
@@ -1274,9 +1310,7 @@ class ApprovalService:
                     sa.and_(col(RequestRow.created_at) == created, col(RequestRow.id) < after_id),
                 )
             )
-        statement = statement.order_by(
-            col(RequestRow.created_at).desc(), col(RequestRow.id).desc()
-        )
+        statement = statement.order_by(col(RequestRow.created_at).desc(), col(RequestRow.id).desc())
         with self.database.read() as session:
             rows: list[RequestRow] = []
             # Requests the reviewer may not view are skipped, so a page may need more rows.
@@ -1459,4 +1493,3 @@ def _decode_token(token: str) -> tuple[datetime.datetime, str]:
             "malformed page token", expression=["page_token"]
         ) from exc
     return when, request_id
-

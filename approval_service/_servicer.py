@@ -63,7 +63,9 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):  # type: igno
         self, request: approval_pb2.DecideRequest, context: grpc.aio.ServicerContext
     ) -> approval_pb2.ApprovalRequest:
         """Approve, approve with edits, or reject."""
-        edited = _json_object(request.edited_resource_json) if request.edited_resource_json else None
+        edited = (
+            _json_object(request.edited_resource_json) if request.edited_resource_json else None
+        )
         decided = await self._service.decide(
             current_call.get(),
             request.request_id,

@@ -101,9 +101,7 @@ class RequestRow(SQLModel, table=True):
     revision: int = 1
     """Bumped by every change, so watchers and caches notice it."""
     claim_owner: str | None = Field(default=None, max_length=128)
-    claim_expires_at: datetime.datetime | None = Field(
-        default=None, sa_column=_when(nullable=True)
-    )
+    claim_expires_at: datetime.datetime | None = Field(default=None, sa_column=_when(nullable=True))
     attempts: int = 0
     executed_at: datetime.datetime | None = Field(default=None, sa_column=_when(nullable=True))
     outcome_resource_type: str | None = Field(default=None, max_length=64)
@@ -118,9 +116,7 @@ class VersionRow(SQLModel, table=True):
 
     __tablename__ = "his_approval_versions"
 
-    request_id: str = Field(
-        primary_key=True, max_length=64, foreign_key="his_approval_requests.id"
-    )
+    request_id: str = Field(primary_key=True, max_length=64, foreign_key="his_approval_requests.id")
     number: int = Field(primary_key=True)
     resource_json: str | None = Field(default=None, sa_type=sa.Text)
     """The proposed resource (None for a delete)."""

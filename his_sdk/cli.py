@@ -60,8 +60,13 @@ def serve(config_path: Path | None) -> None:
     )
     from his_sdk.server import serve as run
 
+    from his_sdk.errors import HisError
+
     try:
         asyncio.run(run(settings))
+    except HisError as exc:
+        detail = f" ({exc.diagnostics})" if exc.diagnostics else ""
+        raise click.ClickException(f"{exc.message}{detail}") from exc
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
 

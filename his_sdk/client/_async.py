@@ -218,12 +218,13 @@ class AsyncHisClient(ClientCore):
         request = fhir_pb2.GetTaskRequest(id=task_id)
         return self._task_result(await self._invoke(self._stub.GetTask, request, None))
 
-    async def watch(self, task_id: str, *, timeout: float | None = None) -> AsyncIterator[Task]:
-        """Yield the Task now and at each status change until it is terminal."""
+    async def watch(self, task_id: str) -> AsyncIterator[Task]:
+        """Yield the Task now and at each status change until it is terminal.
+
+        It waits as long as the request lives; bound it with ``asyncio.timeout()``.
+        """
         stream = self._stub.WatchTask(
-            fhir_pb2.WatchTaskRequest(id=task_id),
-            timeout=timeout,
-            metadata=self._call_metadata(None),
+            fhir_pb2.WatchTaskRequest(id=task_id), metadata=self._call_metadata(None)
         )
         try:
             async for response in stream:

@@ -152,7 +152,10 @@ async def call_context_from_headers(
         raise his_sdk.errors.AuthenticationError(
             "a bearer token is required ('authorization: Bearer <jwt>')"
         )
-    reason = headers.get("x-his-break-glass", "").strip() or None
+    # A present but empty header is a break-glass request without a reason: the policy refuses
+    # it as such instead of treating it as no request at all.
+    raw_reason = headers.get("x-his-break-glass")
+    reason = raw_reason.strip() if raw_reason is not None else None
     return CallContext(
         principal=principal,
         request_id=headers.get("x-request-id") or uuid.uuid4().hex,

@@ -21,6 +21,7 @@ def _when(name: str, *, nullable: bool = False) -> sa.Column[object]:
 
 
 def upgrade() -> None:
+    """Create the queue's tables."""
     op.create_table(
         "his_approval_requests",
         sa.Column("id", sa.String(64), nullable=False),
@@ -80,9 +81,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_his_approval_requests_requester_user", "his_approval_requests", ["requester_user"]
     )
-    op.create_index(
-        "ix_his_approval_requests_patient_id", "his_approval_requests", ["patient_id"]
-    )
+    op.create_index("ix_his_approval_requests_patient_id", "his_approval_requests", ["patient_id"])
     op.create_table(
         "his_approval_versions",
         sa.Column("request_id", sa.String(64), nullable=False),
@@ -129,6 +128,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop the queue's tables."""
     op.drop_index("ix_his_approval_events_request_id", table_name="his_approval_events")
     op.drop_table("his_approval_events")
     op.drop_index("ix_his_approval_decisions_request_id", table_name="his_approval_decisions")

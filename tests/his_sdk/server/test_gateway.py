@@ -206,3 +206,16 @@ async def test_async_client_shares_the_behaviour(target, mint):
         with pytest.raises(his_sdk.PermissionDeniedError):
             await c.read(Patient, "p2")
     assert patient.id == "p1" and len(ids) == 8
+
+
+def test_break_glass_without_a_reason_is_refused_as_such(target, mint):
+    token = mint(USER_SCOPES, **CLINICIAN)
+    with grpc.insecure_channel(target) as channel:
+        stub = fhir_pb2_grpc.FhirServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Read(
+                fhir_pb2.ReadRequest(resource_type="Patient", id="p2"),
+                metadata=(("authorization", f"Bearer {token}"), ("x-his-break-glass", " ")),
+            )
+    assert info.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "reason" in info.value.details()
