@@ -498,16 +498,25 @@ class ApprovalService:
         request = await asyncio.to_thread(self._get, request_id, False)
         caller = Party.of(call.principal)
         mine = caller.client_id == request.requester.client_id
-        if not mine and not self.policy.permits(
-            caller.roles, "view", request.risk, request.resource_type
+        reviewer = call.principal.on_behalf_of is None and caller.user is not None
+        if not mine and not (
+            reviewer
+            and self.policy.permits(caller.roles, "view", request.risk, request.resource_type)
         ):
             raise his_sdk.errors.NotFoundError(f"Task/{request_id} not found")
         return request
 
     def _reviewer(self, call: CallContext) -> Party:
+        # Decisions are human: a person's own token, never an agent acting on someone's behalf.
         if call.principal is None:
             raise his_sdk.errors.AuthenticationError("a bearer token is required")
-        return Party.of(call.principal)
+        party = Party.of(call.principal)
+        if call.principal.on_behalf_of is not None or party.user is None:
+            raise his_sdk.errors.PermissionDeniedError(
+                "reviewing needs a person's own token; agents and tokens issued on someone's "
+                "behalf cannot review"
+            )
+        return party
 
     def _require(self, reviewer: Party, action: str, tier: RiskTier, resource_type: str) -> None:
         if not self.policy.permits(reviewer.roles, action, tier, resource_type):

@@ -58,9 +58,8 @@ def serve(config_path: Path | None) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from his_sdk.server import serve as run
-
     from his_sdk.errors import HisError
+    from his_sdk.server import serve as run
 
     try:
         asyncio.run(run(settings))

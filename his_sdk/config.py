@@ -24,12 +24,16 @@ __all__ = [
     "ApprovalSettings",
     "AuditSettings",
     "AuthSettings",
+    "ConsoleOidcSettings",
+    "ConsoleSettings",
     "GatewaySettings",
     "PagingSettings",
     "PolicySettings",
+    "RegisteredToolSettings",
     "RestSettings",
     "ServerSettings",
     "StateSettings",
+    "ToolSettings",
     "load_settings",
 ]
 
@@ -192,6 +196,93 @@ class ApprovalSettings(_Section):
     publishes it."""
 
 
+class ConsoleOidcSettings(_Section):
+    """Reviewer login at the hospital's OpenID Connect issuer (authorization-code flow, PKCE)."""
+
+    issuer: str
+    """The issuer URL; ``<issuer>/.well-known/openid-configuration`` is read at the first login."""
+    client_id: str
+    """The console's client id at the issuer (the ``aud`` of its ID tokens)."""
+    client_secret: str | None = None
+    """The client secret (``client_secret_basic``); None for a public client using PKCE only.
+    Prefer ``HIS_CONSOLE__OIDC__CLIENT_SECRET`` to writing it in the YAML file."""
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile"])
+    """Scopes requested at login (``openid`` is always sent)."""
+    roles_claim: str = "roles"
+    """ID-token claim holding the reviewer's roles (a dotted name reaches into objects)."""
+    name_claim: str = "name"
+    """ID-token claim with the reviewer's display name."""
+    fhir_user_claim: str = "fhirUser"
+    """ID-token claim with the reviewer's FHIR identity (``Practitioner/12``)."""
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "PS256", "ES256"])
+    """ID-token signature algorithms accepted."""
+    leeway_seconds: int = 30
+    """Clock skew allowed when checking ``exp``, ``iat`` and ``nbf``."""
+
+
+class ConsoleSettings(_Section):
+    """The reviewer web console for the approval queue, served on its own listener."""
+
+    enabled: bool = False
+    """Serve the console (needs the approval queue)."""
+    implementation: str = "approval_service.console:create_app"
+    """Import string ``module:factory`` of the console app; called with the queue and these
+    settings, it returns an ASGI app."""
+    host: str = "127.0.0.1"
+    """Address to bind; TLS uses ``server.tls_cert``/``server.tls_key`` when those are set."""
+    port: int = 8081
+    """TCP port; 0 picks a free one (tests)."""
+    base_url: str | None = None
+    """Public base URL (behind a proxy); the OIDC redirect URI is ``<base_url>/auth/callback``.
+    When empty it is taken from each request."""
+    session_secret: str | None = None
+    """Key signing session cookies (32+ random bytes, e.g. ``HIS_CONSOLE__SESSION_SECRET``).
+    Every replica needs the same one; when empty a random key per process is used, so
+    sessions end at a restart."""
+    idle_timeout: datetime.timedelta = datetime.timedelta(minutes=15)
+    """A session without a request for this long ends."""
+    absolute_timeout: datetime.timedelta = datetime.timedelta(hours=8)
+    """A session ends this long after login, active or not."""
+    secure_cookie: bool | None = None
+    """Mark the session cookie ``Secure``; None: when the console serves TLS (set it to true
+    behind a TLS-terminating proxy)."""
+    oidc: ConsoleOidcSettings | None = None
+    """Production login; None disables it."""
+    dev_login: bool = False
+    """Offer a login form that lets anyone pick a reviewer identity and roles (demo only)."""
+    dev_roles: list[str] = Field(
+        default_factory=lambda: ["clinician", "pharmacist", "nurse", "compliance"]
+    )
+    """Roles offered by the dev login."""
+    access_log: bool = False
+    """Log one line per request."""
+    grace_seconds: float = 5.0
+    """How long in-flight requests may finish at shutdown."""
+
+
+class RegisteredToolSettings(_Section):
+    """One integrator tool: the callable that runs it and the descriptor that documents it."""
+
+    implementation: str
+    """Import string ``module:function`` of a function taking the arguments object (a dict)
+    and returning the result object, plain or async."""
+    descriptor: Path
+    """YAML file with the tool's descriptor (``his_sdk.tools.ToolDescriptor``)."""
+
+
+class ToolSettings(_Section):
+    """The governed tool registry served as ``ToolRegistry`` and by ``his mcp``."""
+
+    enabled: bool = True
+    """Serve the ToolRegistry gRPC service."""
+    fhir: bool = True
+    """Offer read and search tools per served type, and propose-create tools per writable one."""
+    calculators: bool = True
+    """Offer the shipped clinical calculators (``his_sdk.tools.calculators``)."""
+    registered: list[RegisteredToolSettings] = Field(default_factory=list)
+    """Integrator tools."""
+
+
 class GatewaySettings(BaseSettings):
     """Everything ``his serve`` needs."""
 
@@ -215,8 +306,12 @@ class GatewaySettings(BaseSettings):
     """The gateway's own database."""
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     """The approval queue for writes."""
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    """The reviewer web console."""
     audit: AuditSettings = Field(default_factory=AuditSettings)
     """The audit trail."""
+    tools: ToolSettings = Field(default_factory=ToolSettings)
+    """The tool registry."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Root log level."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import json
 import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -27,6 +29,7 @@ from ._errors import translate_driver_errors
 from ._paging import Position, decode_position, encode_position
 from ._source import BoundCareTeamLink, BoundSource, mapping_error
 from ._template import RenderContext, as_text, zone_named
+from ._write import BoundCreate, key_table
 
 __all__ = ["SqlAdapter"]
 
@@ -43,12 +46,16 @@ class _Bound:
     care_team: list[BoundCareTeamLink]
     aliases_for: Mapping[str, list[str]]
     dialect: str
+    creates: Mapping[str, BoundCreate]
 
 
 def _capabilities(mapping: MappingFile) -> his_sdk.adapter.AdapterCapabilities:
     types = {}
-    interactions = frozenset({his_sdk.adapter.Interaction.READ, his_sdk.adapter.Interaction.SEARCH})
+    reads = frozenset({his_sdk.adapter.Interaction.READ, his_sdk.adapter.Interaction.SEARCH})
     for name, spec in mapping.resources.items():
+        interactions = reads
+        if spec.write is not None and spec.write.create is not None:
+            interactions = reads | {his_sdk.adapter.Interaction.CREATE}
         params = {"_id": _ID_PARAM}
         for pname, pspec in spec.params.items():
             params[pname] = his_sdk.search.SearchParamDef(
@@ -92,7 +99,8 @@ class SqlAdapter:
     The mapping (``adapters/sql/MAPPING.md``) names, per resource type, the tables that hold
     it, how a row becomes a resource and how each search parameter becomes SQL. Reads and
     searches run on a synchronous SQLAlchemy engine in worker threads, so the event loop never
-    waits on the database. Writes are not supported.
+    waits on the database. Approved creates of the types whose mapping has a ``write.create``
+    section are inserted as rows, once per idempotency key (``MAPPING.md``, "Writes").
 
     Args:
         url: SQLAlchemy URL of the legacy database.
@@ -193,15 +201,19 @@ class SqlAdapter:
         return await asyncio.to_thread(self._patient_facts, patient_id)
 
     async def execute(self, write: his_sdk.adapter.ApprovedWrite) -> his_sdk.adapter.WriteOutcome:
-        """Writes are not supported by this adapter.
+        """Insert an approved create as a row, once per ``write.key``.
+
+        Executing a key again returns the first result without writing.
 
         Raises:
-            his_sdk.errors.UnsupportedError: Always.
+            his_sdk.errors.UnsupportedError: Not a create, or the type has no ``write.create``.
+            his_sdk.errors.InvalidRequestError: The resource lacks a required value or has one
+                that does not fit its column.
+            his_sdk.errors.UpstreamDataError: The database refused the row, or the row does not
+                read back as valid FHIR (nothing is committed then).
+            his_sdk.errors.UpstreamUnavailableError: The database cannot be reached.
         """
-        raise his_sdk.errors.UnsupportedError(
-            f"the SQL adapter does not execute writes ({write.interaction.value} "
-            f"{write.resource_type})"
-        )
+        return await asyncio.to_thread(self._execute, write)
 
     async def health(self) -> his_sdk.adapter.HealthStatus:
         """SERVING when ``SELECT 1`` succeeds, NOT_SERVING with the failure's kind otherwise."""
@@ -253,12 +265,89 @@ class SqlAdapter:
         aliases: dict[str, list[str]] = defaultdict(list)
         for alias, uri in mapping.code_systems.items():
             aliases[uri].append(alias)
+
+        def keys_for(target: str, resource_id: str) -> list[Any]:
+            return [
+                key for s in types.get(target, []) if (key := s.key_of(resource_id)) is not None
+            ]
+
+        creates = self._bind_creates(types, keys_for)
         return _Bound(
             types=types,
             care_team=[BoundCareTeamLink(link, tables, i) for i, link in enumerate(links)],
             aliases_for=dict(aliases),
             dialect=self._engine.dialect.name,
+            creates=creates,
         )
+
+    def _bind_creates(
+        self, types: Mapping[str, list[BoundSource]], keys_for: Any
+    ) -> dict[str, BoundCreate]:
+        creates: dict[str, BoundCreate] = {}
+        key_tables: dict[str, sa.Table] = {}
+        metadata = sa.MetaData()
+        for name, spec in self._mapping.resources.items():
+            create = spec.write.create if spec.write is not None else None
+            if create is None:
+                continue
+            source = next(s for s in types[name] if s.name == create.source)
+            keys = None
+            if create.key.table is not None:
+                keys = key_tables.get(create.key.table)
+                if keys is None:
+                    keys = key_tables[create.key.table] = key_table(metadata, create.key.table)
+            creates[name] = BoundCreate(
+                name,
+                create,
+                source,
+                value_maps=self._mapping.value_maps,
+                code_systems=self._mapping.code_systems,
+                zone=self._render.zone,
+                keys_for=keys_for,
+                keys=keys,
+            )
+        if key_tables:
+            action = "creating the write key table"
+            with translate_driver_errors(action), self._engine.begin() as conn:
+                metadata.create_all(conn, checkfirst=True)
+        return creates
+
+    def _execute(self, write: his_sdk.adapter.ApprovedWrite) -> his_sdk.adapter.WriteOutcome:
+        state = self._bound()
+        create = state.creates.get(write.resource_type)
+        if write.interaction is not his_sdk.adapter.Interaction.CREATE or create is None:
+            raise his_sdk.errors.UnsupportedError(
+                f"the SQL adapter's mapping does not write {write.interaction.value} of "
+                f"{write.resource_type}"
+            )
+        if write.resource is None:
+            raise his_sdk.errors.InvalidRequestError("the approved create has no resource")
+        now = datetime.datetime.now(datetime.UTC)
+        row = create.row(json.loads(write.resource.model_dump_json()), now)
+        action = f"writing {write.resource_type}"
+        with translate_driver_errors(action):
+            try:
+                return self._insert_once(create, row, write.key, now)
+            except sqlalchemy.exc.IntegrityError:
+                # A concurrent execution of the same key committed first (or the row breaks a
+                # constraint, which the second attempt reports).
+                return self._insert_once(create, row, write.key, now)
+
+    def _insert_once(
+        self, create: BoundCreate, row: dict[str, Any], key: str, now: datetime.datetime
+    ) -> his_sdk.adapter.WriteOutcome:
+        with self._engine.begin() as conn:
+            found = create.find(conn, key)
+            if found is not None:
+                outcome = create.read_back(conn, found)
+                return his_sdk.adapter.WriteOutcome(
+                    outcome.resource_type,
+                    outcome.resource_id,
+                    outcome.version_id,
+                    "already written for this key",
+                )
+            new_key = create.insert(conn, row, key, now)
+            return create.read_back(conn, new_key)
 
     def _sources(self, state: _Bound, resource_type: str) -> list[BoundSource]:
         sources = state.types.get(resource_type)

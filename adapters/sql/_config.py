@@ -28,8 +28,12 @@ __all__ = [
     "Binding",
     "CareTeamLink",
     "CasesBinding",
+    "CodeValue",
     "CodedBinding",
+    "CodesValue",
+    "ConstValue",
     "ConstantBinding",
+    "CreateSpec",
     "DateBinding",
     "Equals",
     "Join",
@@ -37,16 +41,22 @@ __all__ = [
     "MappingFile",
     "NoneBinding",
     "Not",
+    "NowValue",
     "ParamSpec",
+    "PathValue",
     "PatientFactsSpec",
     "Present",
     "ReferenceBinding",
+    "ReferenceValue",
     "ResourceSpec",
     "RowCondition",
     "Settings",
     "SourceSpec",
     "StringBinding",
     "TokenBinding",
+    "WriteKey",
+    "WriteSpec",
+    "WriteValue",
     "format_validation_error",
     "load_mapping",
     "load_settings",
@@ -317,6 +327,138 @@ class SourceSpec(_Strict):
         return str(_PLACEHOLDER.findall(self.id)[0])
 
 
+_PLAIN_COLUMN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_ELEMENT_PATH = r"^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*)*$"
+ElementPath = Annotated[str, Field(pattern=_ELEMENT_PATH)]
+
+
+class _Value(_Strict):
+    required: bool = False
+    """The write is refused when this value is missing from the resource."""
+
+
+class ConstValue(_Value):
+    """The same value for every written row."""
+
+    value: Scalar
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _no_bool(cls, value: Any) -> Any:
+        return _reject_bool(value)
+
+
+class PathValue(_Value):
+    """The first value at a dotted element path (lists give their first item).
+
+    A list of paths takes the first that has a value.
+    """
+
+    path: ElementPath | list[ElementPath] = Field(min_length=1)
+    as_: Literal["text", "int", "decimal", "date", "datetime", "bool"] = Field(
+        default="text", alias="as"
+    )
+    map: str | None = None
+    """A value map read backwards: the database value that maps to the resource's value."""
+
+
+class ReferenceValue(_Value):
+    """The key of the resource a Reference element points to (``subject`` -> ``pid``)."""
+
+    reference: ElementPath
+    target: str
+    """The referenced type; its id templates turn the id into the key."""
+
+
+class CodesValue(_Value):
+    """A CodeableConcept as ``ALIAS:code;ALIAS:code`` text (aliases from ``code_systems``)."""
+
+    codes: ElementPath
+
+
+class CodeValue(_Value):
+    """The bare code of the coding with ``system`` in a CodeableConcept."""
+
+    code: ElementPath
+    system: str
+
+
+class NowValue(_Value):
+    """The time of the write."""
+
+    now: Literal["date", "datetime"]
+
+
+_VALUE_TAGS = ("value", "path", "reference", "codes", "code", "now")
+
+
+def _value_tag(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        found = [key for key in _VALUE_TAGS if key in value]
+        return str(found[0]) if len(found) == 1 else None
+    tags: dict[type[BaseModel], str] = {
+        ConstValue: "value",
+        PathValue: "path",
+        ReferenceValue: "reference",
+        CodesValue: "codes",
+        CodeValue: "code",
+        NowValue: "now",
+    }
+    return tags.get(type(value))
+
+
+WriteValue = Annotated[
+    Annotated[ConstValue, Tag("value")]
+    | Annotated[PathValue, Tag("path")]
+    | Annotated[ReferenceValue, Tag("reference")]
+    | Annotated[CodesValue, Tag("codes")]
+    | Annotated[CodeValue, Tag("code")]
+    | Annotated[NowValue, Tag("now")],
+    Discriminator(
+        _value_tag,
+        custom_error_type="write_value",
+        custom_error_message=(
+            "a written value is exactly one of {value: v}, {path: element}, "
+            "{reference: element, target: Type}, {codes: element}, "
+            "{code: element, system: uri}, {now: date|datetime}"
+        ),
+    ),
+]
+"""Where one column of a written row comes from."""
+
+
+class WriteKey(_Strict):
+    """Where the idempotency key of each executed write is kept (exactly one of the two)."""
+
+    table: str | None = Field(default=None, pattern=_PLAIN_COLUMN)
+    """A key table the adapter creates if missing: key -> the written resource."""
+    column: str | None = Field(default=None, pattern=_PLAIN_COLUMN)
+    """A column of the written table holding the key (give it a unique index)."""
+
+    @pydantic.model_validator(mode="after")
+    def _one(self) -> WriteKey:
+        if (self.table is None) == (self.column is None):
+            raise ValueError("a write key is exactly one of {table: name} or {column: name}")
+        return self
+
+
+class CreateSpec(_Strict):
+    """How an approved create becomes one row of a source's table."""
+
+    source: str
+    """The source (of this type) whose table receives the row; the new id follows its template."""
+    values: dict[Annotated[str, Field(pattern=_PLAIN_COLUMN)], WriteValue] = Field(min_length=1)
+    """Column of that table -> where its value comes from."""
+    key: WriteKey = Field(default_factory=lambda: WriteKey(table="his_write_keys"))
+    """Where replays find the first result."""
+
+
+class WriteSpec(_Strict):
+    """The writes a resource type accepts once approved."""
+
+    create: CreateSpec | None = None
+
+
 class ParamSpec(_Strict):
     """A search parameter a resource type serves."""
 
@@ -332,6 +474,7 @@ class ResourceSpec(_Strict):
     documentation: str = ""
     params: dict[str, ParamSpec] = Field(default_factory=dict)
     sources: list[SourceSpec] = Field(min_length=1)
+    write: WriteSpec | None = None
 
 
 class CareTeamLink(_Strict):
@@ -442,11 +585,35 @@ class MappingFile(_Strict):
                         problems.append(f"{at}.template: unknown value map '{map_name}'")
                 problems.extend(_foreign_columns(at, source, template_columns(compiled)))
             problems.extend(_id_collisions(where, spec.sources))
+            if spec.write is not None and spec.write.create is not None:
+                problems.extend(self._check_create(f"{where}.write.create", spec))
         if self.patient_facts is not None and "Patient" not in self.resources:
             problems.append("patient_facts: needs a 'Patient' resource to find patients")
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _check_create(self, at: str, spec: ResourceSpec) -> list[str]:
+        create = spec.write.create if spec.write is not None else None
+        assert create is not None
+        problems = []
+        source = next((s for s in spec.sources if s.name == create.source), None)
+        if source is None:
+            problems.append(f"{at}.source: no source named '{create.source}' in this type")
+        elif source.joins:
+            problems.append(f"{at}.source: a written source must not join other tables")
+        for column, value in create.values.items():
+            if isinstance(value, PathValue) and value.map and value.map not in self.value_maps:
+                problems.append(f"{at}.values.{column}.map: unknown value map '{value.map}'")
+            if isinstance(value, ReferenceValue) and value.target not in self.resources:
+                problems.append(
+                    f"{at}.values.{column}.target: '{value.target}' is not a mapped resource"
+                )
+            if isinstance(value, CodesValue) and not self.code_systems:
+                problems.append(f"{at}.values.{column}: a 'codes' value needs code_systems")
+        if create.key.column is not None and create.key.column in create.values:
+            problems.append(f"{at}.key.column: the key column must not also be in values")
+        return problems
 
     def _check_binding(
         self, at: str, spec: ResourceSpec, pname: str, binding: Binding

@@ -30,6 +30,7 @@ from his_sdk.server._writes import WriteQueue, load_write_queue
 
 if TYPE_CHECKING:
     from his_sdk.rest import RestServer
+    from his_sdk.tools import ToolRegistry
 
 __all__ = ["Gateway", "serve"]
 
@@ -84,6 +85,21 @@ class Gateway:
             writes=self.approvals,
             auditor=CallAuditor(self.audit),
         )
+        self.tools: ToolRegistry | None = None
+        """The tool registry; None when ``tools.enabled`` is false."""
+        if settings.tools.enabled:
+            # Imported here: his_sdk.tools builds on this package's service core.
+            from his_sdk.tools import ToolRegistry
+
+            self.tools = ToolRegistry.from_settings(
+                settings.tools,
+                service=self.service,
+                types=self.router.types(),
+                max_count=settings.paging.max_count,
+                policy=self.policy,
+                auditor=CallAuditor(self.audit),
+                approvals_configured=self.approvals is not None,
+            )
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._health_task: asyncio.Task[None] | None = None
@@ -116,6 +132,14 @@ class Gateway:
         extra_services = (
             tuple(self.approvals.add_to_server(server)) if self.approvals is not None else ()
         )
+        if self.tools is not None:
+            from his_sdk._generated.his.v1 import tools_pb2, tools_pb2_grpc
+            from his_sdk.tools import ToolRegistryServicer
+
+            tools_pb2_grpc.add_ToolRegistryServicer_to_server(
+                ToolRegistryServicer(self.tools), server
+            )
+            extra_services += (tools_pb2.DESCRIPTOR.services_by_name["ToolRegistry"].full_name,)
         if self.settings.server.reflection:
             reflection.enable_server_reflection(
                 (

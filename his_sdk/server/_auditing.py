@@ -46,8 +46,11 @@ class CallAuditor:
         *,
         resource_id: str | None = None,
         query: str | None = None,
+        operation: str | None = None,
     ) -> AsyncIterator[AuditNotes]:
         """Record the call when the block ends, with its outcome; re-raise any error.
+
+        ``operation`` names the operation of an ``AuditAction.OPERATION`` (a tool invocation).
 
         A read whose audit record cannot be stored is not answered: the error from the trail
         (UNAVAILABLE) replaces the result.
@@ -60,11 +63,13 @@ class CallAuditor:
         except BaseException as exc:
             if self._trail is not None and isinstance(exc, Exception):
                 outcome, text = outcome_for_error(exc)
-                await self._record(call, action, resource_type, query, notes, outcome, text)
+                await self._record(
+                    call, action, resource_type, query, notes, outcome, text, operation
+                )
             raise
         if self._trail is not None:
             await self._record(
-                call, action, resource_type, query, notes, AuditOutcome.SUCCESS, None
+                call, action, resource_type, query, notes, AuditOutcome.SUCCESS, None, operation
             )
 
     async def _record(
@@ -76,6 +81,7 @@ class CallAuditor:
         notes: AuditNotes,
         outcome: AuditOutcome,
         text: str | None,
+        operation: str | None = None,
     ) -> None:
         assert self._trail is not None
         principal = AuditPrincipal.from_principal(call.principal) if call.principal else _ANONYMOUS
@@ -88,6 +94,7 @@ class CallAuditor:
             outcome=outcome,
             outcome_text=text,
             query=query if action.is_search else None,
+            operation=operation,
             request_id=call.request_id,
             traceparent=call.trace_parent,
             client_address=call.peer or None,

@@ -73,11 +73,12 @@ def peer_venv_dir() -> Path:
     return Path(os.environ.get("HIS_PEER_VENV_DIR") or Path.cwd() / ".his" / "peer-venvs")
 
 
-def _venv_key(requirements: Sequence[str], index_urls: Sequence[str]) -> str:
+def _venv_key(requirements: Sequence[str], first: Sequence[str], index_urls: Sequence[str]) -> str:
     identity = {
         "python": list(sys.version_info[:2]),
         "platform": sys.platform,
         "requirements": sorted(requirements),
+        "first": sorted(first),
         "index_urls": list(index_urls),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
@@ -86,20 +87,24 @@ def _venv_key(requirements: Sequence[str], index_urls: Sequence[str]) -> str:
 def peer_python(
     requirements: Sequence[str],
     *,
+    first: Sequence[str] = (),
     extra_index_urls: Sequence[str] = (),
     cache_dir: Path | None = None,
     timeout: float = 1800.0,
 ) -> Path:
-    """The Python of a venv holding ``requirements``, built on first use.
+    """The Python of a venv holding ``first`` and ``requirements``, built on first use.
 
-    Concurrent callers (test workers) wait on a file lock for one build. A failed build
-    leaves nothing behind.
+    ``first`` is installed before the rest, with ``extra_index_urls``: the torch CPU build
+    comes from its own index, and only that step asks it (an index that cannot be reached
+    would otherwise be retried for every dependency). Concurrent callers (test workers) wait
+    on a file lock for one build. A failed build leaves nothing behind.
 
     Args:
-        requirements: pip requirement specifiers.
-        extra_index_urls: Extra package indexes (the torch CPU index).
+        requirements: pip requirement specifiers, from the default indexes.
+        first: Requirements installed first, with the extra indexes.
+        extra_index_urls: Extra package indexes for ``first`` (the torch CPU index).
         cache_dir: The cache; :func:`peer_venv_dir` by default.
-        timeout: Seconds pip may take.
+        timeout: Seconds each pip step may take.
 
     Raises:
         PeerUnavailableError: The venv cannot be built (no network and no cache, a
@@ -107,7 +112,7 @@ def peer_python(
     """
     root = cache_dir or peer_venv_dir()
     root.mkdir(parents=True, exist_ok=True)
-    venv = root / _venv_key(requirements, extra_index_urls)
+    venv = root / _venv_key(requirements, first, extra_index_urls)
     python = venv / "bin" / "python"
     with open(root / f"{venv.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -116,7 +121,7 @@ def peer_python(
         if venv.exists():
             shutil.rmtree(venv)
         base = getattr(sys, "_base_executable", sys.executable)
-        _log.warning("building peer venv %s for %s (once)", venv, " ".join(requirements))
+        _log.warning("building peer venv %s for %s (once)", venv, " ".join([*first, *requirements]))
         try:
             _run([base, "-m", "venv", str(venv)], timeout=300)
             command = [
@@ -127,13 +132,14 @@ def peer_python(
                 "--quiet",
                 "--disable-pip-version-check",
             ]
-            for url in extra_index_urls:
-                command += ["--extra-index-url", url]
+            if first:
+                indexes = [arg for url in extra_index_urls for arg in ("--extra-index-url", url)]
+                _run([*command, "--retries", "1", *indexes, *first], timeout=timeout)
             _run([*command, *requirements], timeout=timeout)
         except PeerUnavailableError:
             shutil.rmtree(venv, ignore_errors=True)
             raise
-        (venv / _COMPLETE).write_text(json.dumps(sorted(requirements)) + "\n")
+        (venv / _COMPLETE).write_text(json.dumps([*first, *requirements]) + "\n")
         return python
 
 

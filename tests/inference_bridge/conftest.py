@@ -46,6 +46,36 @@ def pytest_configure(config):
     )
 
 
+# Peer venvs are built (once, then cached) here, after collection and before any test runs,
+# so the build is outside every test's timeout. A venv that cannot be built skips its tests.
+_PEERS = {
+    "mlserver": ("mlservers", MLSERVER_REQUIREMENTS),
+    "kserve": ("modelserver", KSERVE_REQUIREMENTS),
+}
+_PEER_PYTHONS: dict[str, Path | str] = {}
+
+
+def pytest_collection_modifyitems(config, items):
+    for kind, (fixture, requirements) in _PEERS.items():
+        if kind in _PEER_PYTHONS or not any(fixture in i.fixturenames for i in items):
+            continue
+        try:
+            _PEER_PYTHONS[kind] = peer_python(
+                requirements, first=(TORCH_CPU_REQUIREMENT,), extra_index_urls=(TORCH_CPU_INDEX,)
+            )
+        except PeerUnavailableError as exc:
+            _PEER_PYTHONS[kind] = f"the {kind} venv cannot be built (offline, no cache?): {exc}"
+
+
+def _python(kind: str) -> Path:
+    found = _PEER_PYTHONS.get(kind)
+    if found is None:
+        pytest.fail(f"the {kind} venv was not prepared at collection")
+    if isinstance(found, str):
+        pytest.skip(found)
+    return found
+
+
 # Principals and calls ---------------------------------------------------------------------
 
 
@@ -86,13 +116,6 @@ def samples() -> Samples:
 # KServe v2 peers --------------------------------------------------------------------------
 
 
-def _python(requirements: tuple[str, ...]) -> Path:
-    try:
-        return peer_python(requirements, extra_index_urls=(TORCH_CPU_INDEX,))
-    except PeerUnavailableError as exc:
-        pytest.skip(f"peer venv cannot be built here (offline without a cache?): {exc}")
-
-
 @pytest.fixture(scope="session")
 def peer_repository(tmp_path_factory) -> Path:
     """An exported repository (TorchScript + MLServer settings) with a slow breast model."""
@@ -131,7 +154,7 @@ def _start_all(peers) -> None:
 
 @pytest.fixture(scope="session")
 def mlserver_python() -> Path:
-    return _python((*MLSERVER_REQUIREMENTS, TORCH_CPU_REQUIREMENT))
+    return _python("mlserver")
 
 
 @pytest.fixture(scope="session")
@@ -157,7 +180,7 @@ def live_mlservers(mlservers) -> tuple[MLServerPeer, MLServerPeer]:
 
 @pytest.fixture(scope="session")
 def kserve_python() -> Path:
-    return _python((*KSERVE_REQUIREMENTS, TORCH_CPU_REQUIREMENT))
+    return _python("kserve")
 
 
 @pytest.fixture(scope="session")

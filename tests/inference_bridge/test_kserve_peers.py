@@ -31,6 +31,7 @@ from tests.inference_bridge.ib_helpers import (
     BREAST,
     DIABETES,
     SLOW,
+    Facts,
     breast_features,
     diabetes_features,
 )
@@ -54,7 +55,10 @@ def expected_predictions(name: str, rows: np.ndarray) -> np.ndarray:
 
 def make_bridge(policy, audit, placements, **settings) -> InferenceBridge:
     return InferenceBridge(
-        InferenceSettings(placements=placements, **settings), policy=policy, audit=audit
+        InferenceSettings(placements=placements, **settings),
+        policy=policy,
+        audit=audit,
+        facts=Facts(),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import uuid
 
 import pytest
@@ -105,4 +106,4 @@ def test_events_reach_kafka_keyed_by_patient_and_chained(audited, mint, kafka):
     assert len(published) == 3
     assert {e.patient_key for e in published} == {"p1"}
     ordered = sorted(published, key=lambda e: e.seq)
-    assert all(b.prev_hash == a.hash for a, b in zip(ordered, ordered[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(ordered))

@@ -1,0 +1,64 @@
+"""The governed tool registry ("Medical MCP"): described, permissioned, audited tools.
+
+A :class:`ToolDescriptor` documents each tool: schemas, provenance, validation evidence, risk
+and the permission it needs. :class:`ToolRegistry` lists and invokes tools under the
+gateway's policy and audit; high-risk tools become approval requests answered with a FHIR
+Task. Tools come from the gateway's FHIR interactions, the shipped
+:mod:`his_sdk.tools.calculators` and integrator functions declared in ``tools.registered``
+(:class:`FunctionTool`). :class:`ToolRegistryServicer` serves the registry over gRPC.
+"""
+
+from his_sdk.tools._converters import (
+    descriptor_from_proto,
+    descriptor_to_proto,
+    risk_from_proto,
+    risk_to_proto,
+    validation_status_from_proto,
+    validation_status_to_proto,
+)
+from his_sdk.tools._fhir_tools import fhir_tools, snake_case
+from his_sdk.tools._model import (
+    Provenance,
+    RequiredPermission,
+    RiskLevel,
+    ToolAnnotations,
+    ToolDescriptor,
+    Validation,
+    ValidationStatus,
+)
+from his_sdk.tools._registry import ToolRegistry
+from his_sdk.tools._servicer import ToolRegistryServicer
+from his_sdk.tools._tool import (
+    FunctionTool,
+    Tool,
+    ToolCall,
+    ToolFunction,
+    ToolOutcome,
+    load_function_tool,
+)
+
+__all__ = [
+    "FunctionTool",
+    "Provenance",
+    "RequiredPermission",
+    "RiskLevel",
+    "Tool",
+    "ToolAnnotations",
+    "ToolCall",
+    "ToolDescriptor",
+    "ToolFunction",
+    "ToolOutcome",
+    "ToolRegistry",
+    "ToolRegistryServicer",
+    "Validation",
+    "ValidationStatus",
+    "descriptor_from_proto",
+    "descriptor_to_proto",
+    "fhir_tools",
+    "load_function_tool",
+    "risk_from_proto",
+    "risk_to_proto",
+    "snake_case",
+    "validation_status_from_proto",
+    "validation_status_to_proto",
+]
