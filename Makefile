@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 
-.PHONY: install demo test lint protos check-protos pytest bench clean
+.PHONY: install demo test lint protos pytest browser-deps bench clean
 
 install: $(VENV)/.installed
 
@@ -25,7 +25,10 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy his_sdk adapters approval_service inference_bridge
 
-pytest: install
+browser-deps:
+	PYTHON=$(PY) bash scripts/install_browser_test_deps.sh
+
+pytest: install browser-deps
 	@$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is missing"; exit 1; fi; \
 	exit $$rc

@@ -30,7 +30,7 @@ class Database:
         pool_size: Connections kept open (PostgreSQL).
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20) -> None:
         parsed = sa.make_url(url)
         self.url = url
         self.dialect = parsed.get_backend_name()

@@ -21,13 +21,15 @@ import base64
 import binascii
 import contextlib
 import datetime
+import functools
 import hashlib
 import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import sqlalchemy as sa
@@ -85,6 +87,9 @@ _MAX_REASON = 4000
 _MAX_PAGE = 500
 
 
+_T = TypeVar("_T")
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -121,6 +126,8 @@ class ApprovalService:
         policy: Risk tiers and reviewer permissions; the configured or shipped policy when None.
         instance_id: Names this replica in execution claims.
         clock: The time source (UTC-aware).
+        max_concurrent_executions: Approved writes executing at once.
+        database_threads: Worker threads running the queue's (blocking) transactions.
     """
 
     def __init__(
@@ -134,6 +141,7 @@ class ApprovalService:
         instance_id: str | None = None,
         clock: Callable[[], datetime.datetime] = _now,
         max_concurrent_executions: int = 16,
+        database_threads: int = 24,
     ) -> None:
         self.database = database
         self.settings = settings
@@ -143,6 +151,9 @@ class ApprovalService:
         self._instance = instance_id or uuid.uuid4().hex[:12]
         self._clock = clock
         self._executions = asyncio.Semaphore(max_concurrent_executions)
+        # Its own threads: transactions mostly wait on the database, and the loop's default
+        # executor (a handful of threads on a small machine) is shared with the adapters.
+        self._pool = ThreadPoolExecutor(database_threads, thread_name_prefix="his-approvals")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._tick = asyncio.Event()
@@ -177,8 +188,8 @@ class ApprovalService:
         if self._started:
             raise RuntimeError("the approval service is already started")
         if self.settings.migrate:
-            await asyncio.to_thread(migrate, self.database.engine)
-        await asyncio.to_thread(self.audit.start)
+            await self._run(migrate, self.database.engine)
+        await self._run(self.audit.start)
         self._started = True
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="his-approval-sweeper")
 
@@ -193,9 +204,10 @@ class ApprovalService:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
         if self._started:
-            await asyncio.to_thread(self.audit.close)
+            await self._run(self.audit.close)
             self._started = False
-        await asyncio.to_thread(self.database.dispose)
+        await self._run(self.database.dispose)
+        self._pool.shutdown(wait=False)
 
     def add_to_server(self, server: grpc.aio.Server) -> Sequence[str]:
         """Register the ApprovalService gRPC servicer."""
@@ -215,7 +227,7 @@ class ApprovalService:
         """
         if write.call.principal is None:
             raise his_sdk.errors.AuthenticationError("a bearer token is required")
-        request, replayed = await asyncio.to_thread(self._propose, write)
+        request, replayed = await self._run(self._propose, write)
         if not replayed:
             self._notify()
         return ProposalResult(task=request.task, replayed=replayed)
@@ -249,7 +261,7 @@ class ApprovalService:
             if request.status.terminal:
                 return
             tick = self._tick
-            current = await asyncio.to_thread(self._revision, task_id)
+            current = await self._run(self._revision, task_id)
             if current == request.revision:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(tick.wait(), self.settings.watch_poll_seconds)
@@ -269,7 +281,7 @@ class ApprovalService:
             raise his_sdk.errors.PermissionDeniedError(
                 "listing approval requests needs a reviewer role"
             )
-        return await asyncio.to_thread(self._list, reviewer, query)
+        return await self._run(self._list, reviewer, query)
 
     async def get_request(self, call: CallContext, request_id: str) -> ApprovalRequest:
         """One request with its versions, decisions and history.
@@ -279,7 +291,7 @@ class ApprovalService:
             his_sdk.errors.PermissionDeniedError: The caller may not view it.
         """
         reviewer = self._reviewer(call)
-        request = await asyncio.to_thread(self._get, request_id, True)
+        request = await self._run(self._get, request_id, True)
         self._require(reviewer, "view", request.risk, request.resource_type)
         return request
 
@@ -332,7 +344,7 @@ class ApprovalService:
                 "an edited resource comes only with approve with edits",
                 expression=["edited_resource"],
             )
-        request, approved = await asyncio.to_thread(
+        request, approved = await self._run(
             self._decide, call, reviewer, request_id, action, reason, edited_resource, version
         )
         self._notify()
@@ -359,7 +371,7 @@ class ApprovalService:
             raise his_sdk.errors.InvalidRequestError(
                 "an extension must be positive", expression=["extend_by"]
             )
-        request = await asyncio.to_thread(
+        request = await self._run(
             self._extend, call, reviewer, request_id, by, _clean_reason(reason)
         )
         self._notify()
@@ -387,9 +399,7 @@ class ApprovalService:
             raise his_sdk.errors.InvalidRequestError(
                 "a reason is required to escalate", expression=["reason"]
             )
-        request = await asyncio.to_thread(
-            self._escalate, call, reviewer, request_id, cleaned, to_risk
-        )
+        request = await self._run(self._escalate, call, reviewer, request_id, cleaned, to_risk)
         self._notify()
         return request
 
@@ -407,7 +417,7 @@ class ApprovalService:
 
     async def expire_due(self, limit: int = 500) -> int:
         """Expire pending requests past their deadline; returns how many."""
-        count = await asyncio.to_thread(self._expire_due, limit)
+        count = await self._run(self._expire_due, limit)
         if count:
             self._notify()
         return count
@@ -418,7 +428,7 @@ class ApprovalService:
         Returns:
             How many executions recorded an outcome.
         """
-        ids = await asyncio.to_thread(self._executable_ids, limit)
+        ids = await self._run(self._executable_ids, limit)
         results = await asyncio.gather(*(self.execute(request_id) for request_id in ids))
         return sum(1 for done in results if done)
 
@@ -431,7 +441,7 @@ class ApprovalService:
             left it for a retry.
         """
         async with self._executions:
-            claim = await asyncio.to_thread(self._claim, request_id)
+            claim = await self._run(self._claim, request_id)
             if claim is None:
                 return False
             try:
@@ -441,11 +451,15 @@ class ApprovalService:
             except Exception as exc:
                 _log.exception("executing approved request %s failed unexpectedly", request_id)
                 return await self._after_failure(claim, exc)
-            recorded = await asyncio.to_thread(self._finish, claim, outcome, None)
+            recorded = await self._run(self._finish, claim, outcome, None)
         self._notify()
         return recorded
 
     # -- internals: async glue -----------------------------------------------------------------
+
+    async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(function, *args))
 
     def _notify(self) -> None:
         tick, self._tick = self._tick, asyncio.Event()
@@ -475,9 +489,9 @@ class ApprovalService:
                 type(exc).__name__,
                 self.settings.retry_seconds,
             )
-            await asyncio.to_thread(self._release, claim, exc)
+            await self._run(self._release, claim, exc)
             return False
-        recorded = await asyncio.to_thread(self._finish, claim, None, exc)
+        recorded = await self._run(self._finish, claim, None, exc)
         self._notify()
         return recorded
 
@@ -495,7 +509,7 @@ class ApprovalService:
     async def _visible(self, call: CallContext, request_id: str) -> ApprovalRequest:
         if call.principal is None:
             raise his_sdk.errors.AuthenticationError("a bearer token is required")
-        request = await asyncio.to_thread(self._get, request_id, False)
+        request = await self._run(self._get, request_id, False)
         caller = Party.of(call.principal)
         mine = caller.client_id == request.requester.client_id
         reviewer = call.principal.on_behalf_of is None and caller.user is not None
@@ -602,8 +616,9 @@ class ApprovalService:
                     f"risk {assessment.tier.value}: {assessment.reason}",
                     now,
                 )
+                snapshot = self._snapshot(session, row, full=False)
                 self._audit_operation(session, row, requester, "approval-propose", write.call)
-                return self._snapshot(session, row, full=False), False
+                return snapshot, False
         except sqlalchemy.exc.IntegrityError:
             # A concurrent proposal with the same key won the insert.
             existing = self._by_key(requester.client_id, key)
@@ -716,7 +731,7 @@ class ApprovalService:
                 self._event(
                     session, row, "rejected", reviewer, status, RequestStatus.REJECTED, reason, now
                 )
-                self._audit_operation(session, row, reviewer, "approval-reject", call)
+                operation = "approval-reject"
             else:
                 given = self._approvals(session, row)
                 detail = f"{len(given)} of {row.approvals_required} approvals"
@@ -741,8 +756,9 @@ class ApprovalService:
                     if action is DecisionAction.APPROVE_WITH_EDITS
                     else "approval-approve"
                 )
-                self._audit_operation(session, row, reviewer, operation, call)
-            return self._snapshot(session, row, full=True), approved
+            snapshot = self._snapshot(session, row, full=True)
+            self._audit_operation(session, row, reviewer, operation, call)
+            return snapshot, approved
 
     def _edit(
         self,
@@ -825,8 +841,9 @@ class ApprovalService:
                 f"; {reason}" if reason else ""
             )
             self._event(session, row, "extended", reviewer, None, None, detail, now)
+            snapshot = self._snapshot(session, row, full=True)
             self._audit_operation(session, row, reviewer, "approval-extend", call)
-            return self._snapshot(session, row, full=True)
+            return snapshot
 
     def _escalate(
         self,
@@ -862,8 +879,9 @@ class ApprovalService:
                 f"{tier.value} -> {target.value}: {reason}",
                 now,
             )
+            snapshot = self._snapshot(session, row, full=True)
             self._audit_operation(session, row, reviewer, "approval-escalate", call)
-            return self._snapshot(session, row, full=True)
+            return snapshot
 
     def _require_pending(self, row: RequestRow, now: datetime.datetime) -> None:
         if row.status != RequestStatus.PENDING.value:
@@ -1117,6 +1135,8 @@ class ApprovalService:
             )
         )
 
+    # The audit append locks the chain head until commit, serialising every audited
+    # transaction of the database: it is always the last statement before the commit.
     def _audit_operation(
         self,
         session: Session,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.device import Device
 from fhir.resources.R4B.domainresource import DomainResource
 from fhir.resources.R4B.resource import Resource
 
@@ -307,6 +308,7 @@ class InferenceBridge:
         self._pre: dict[str, Preprocessor] = {}
         self._post: dict[str, Postprocessor] = {}
         self._cases: dict[str, CaseLibrary] = {}
+        self._devices: dict[tuple[str, str], Device] = {}
         for entry in catalog.entries():
             self._pre[entry.key] = load_processor(entry.fhir.preprocessor)
             self._post[entry.key] = load_processor(entry.fhir.postprocessor)
@@ -567,7 +569,7 @@ class InferenceBridge:
         )
         latency_ms = (time.perf_counter() - started) * 1000
         run.placement, run.attempts, run.failed = routed.placement, routed.attempts, routed.failed
-        device = model_device(entry, routed.placement)
+        device = self._device(entry, routed.placement)
         issued = _now()
         neighbours = self._neighbours(entry, routed.outputs, top_k)
         context = ResultContext(
@@ -602,6 +604,14 @@ class InferenceBridge:
             outputs=routed.outputs,
             neighbours=neighbours,
         )
+
+    def _device(self, entry: ModelEntry, placement: Placement) -> Device:
+        # The Device of a model at a placement never changes; build and validate it once.
+        key = (entry.key, placement.label)
+        device = self._devices.get(key)
+        if device is None:
+            device = self._devices[key] = model_device(entry, placement)
+        return device
 
     # Policy, deadlines, audit ---------------------------------------------------------------
 

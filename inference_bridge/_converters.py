@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from fhir.resources.R4B.resource import Resource
 
+import his_sdk._converters
 from his_sdk._generated.his.v1 import fhir_pb2, inference_pb2
 
 from ._bridge import (
@@ -42,12 +43,8 @@ _HEALTH = {
 
 
 def resource_to_proto(resource: Resource) -> fhir_pb2.Resource:
-    """A FHIR model as the wire ``Resource`` (compact JSON, type and id beside it)."""
-    return fhir_pb2.Resource(
-        resource_type=resource.get_resource_type(),
-        id=resource.id or "",
-        json=resource.model_dump_json(exclude_none=True).encode(),
-    )
+    """A FHIR model as the wire ``Resource``: the gateway's one FHIR-to-proto converter."""
+    return his_sdk._converters.resource_to_proto(resource)
 
 
 def _resources_from_proto(items: Iterable[fhir_pb2.Resource]) -> tuple[Resource, ...]:

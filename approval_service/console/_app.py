@@ -9,7 +9,7 @@ import logging
 import secrets
 import urllib.parse
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import his_sdk.errors
 from his_sdk.config import ConsoleSettings
+from his_sdk.rest import http_status_of
 from his_sdk.server import CallContext
 
 from .._model import ApprovalRequest, DecisionAction, RequestQuery, RequestStatus
@@ -49,27 +50,10 @@ _CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-_HTTP_STATUS: Mapping[type[his_sdk.errors.HisError], int] = {
-    his_sdk.errors.InvalidRequestError: 400,
-    his_sdk.errors.AuthenticationError: 401,
-    his_sdk.errors.PermissionDeniedError: 403,
-    his_sdk.errors.NotFoundError: 404,
-    his_sdk.errors.ConflictError: 409,
-    his_sdk.errors.PreconditionFailedError: 409,
-    his_sdk.errors.UpstreamUnavailableError: 503,
-}
 
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-def _http_status(error: his_sdk.errors.HisError) -> int:
-    for cls in type(error).__mro__:
-        status = _HTTP_STATUS.get(cls)
-        if status is not None:
-            return status
-    return 500
 
 
 def _safe_next(value: str | None) -> str:
@@ -408,7 +392,7 @@ class ReviewerConsole:
             reviewer = await self.oidc.complete(login, code, self._redirect_uri(request))
         except his_sdk.errors.HisError as exc:
             _log.warning("OIDC login failed: %s", exc.message)
-            return self._page("error.html", None, _http_status(exc), message="Login failed.")
+            return self._page("error.html", None, http_status_of(exc), message="Login failed.")
         session = Session.new(self._clock()).logged_in(reviewer, self._clock())
         response = self._redirect(login.next_path, session)
         response.delete_cookie(LOGIN_COOKIE, path="/auth", secure=self._secure, httponly=True)
@@ -451,7 +435,7 @@ class ReviewerConsole:
         try:
             page = await self.service.list_requests(self._call(session), query)
         except his_sdk.errors.HisError as exc:
-            return self._page("error.html", session, _http_status(exc), message=exc.message)
+            return self._page("error.html", session, http_status_of(exc), message=exc.message)
         cards = [_card(r) for r in page.requests]
         return self._page(
             "queue.html",
@@ -484,7 +468,7 @@ class ReviewerConsole:
         try:
             item = await self.service.get_request(self._call(session), request_id)
         except his_sdk.errors.HisError as exc:
-            return self._page("error.html", session, _http_status(exc), message=exc.message)
+            return self._page("error.html", session, http_status_of(exc), message=exc.message)
         events = await request_audit_events(self.service, item)
         reviewer = session.reviewer
         assert reviewer is not None
@@ -524,7 +508,7 @@ class ReviewerConsole:
             item = await operation(self._call(session), request_id, form)
         except his_sdk.errors.HisError as exc:
             return await self._render_detail(
-                session, request_id, status=_http_status(exc), error=exc.message, form=form
+                session, request_id, status=http_status_of(exc), error=exc.message, form=form
             )
         return self._redirect(f"/requests/{item.id}", session, flash=done)
 

@@ -44,9 +44,11 @@ def _line(event: ChainedEvent) -> AuditLine:
     )
 
 
-def _scan(service: ApprovalService, item: ApprovalRequest) -> list[AuditLine]:
-    reference = f"Task/{item.id}"
+def _scan(service: ApprovalService, item: ApprovalRequest) -> list[AuditLine] | None:
     trail = service.audit
+    if not trail.settings.enabled:
+        return None
+    reference = f"Task/{item.id}"
     found = []
     # Events of a request are never older than the request; the chain is in time order.
     since = item.created_at - datetime.timedelta(seconds=1)
@@ -60,8 +62,12 @@ def _scan(service: ApprovalService, item: ApprovalRequest) -> list[AuditLine]:
     return found
 
 
-async def request_audit_events(service: ApprovalService, item: ApprovalRequest) -> list[AuditLine]:
+async def request_audit_events(
+    service: ApprovalService, item: ApprovalRequest
+) -> list[AuditLine] | None:
     """The AuditEvents about ``item`` still retained in the outbox (``audit.retention``).
+
+    None when the audit trail is off (``audit.enabled: false``).
 
     Older events live in the audit archive (``his audit ...``); the request's history, kept
     with the request, lists every transition regardless.

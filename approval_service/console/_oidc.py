@@ -6,12 +6,15 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
-from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from authlib.oidc.discovery import OpenIDProviderMetadata
+from authlib.oauth2.rfc6749.parameters import (  # type: ignore[import-untyped]
+    prepare_grant_uri,
+    prepare_token_request,
+)
+from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
+from authlib.oidc.discovery import OpenIDProviderMetadata  # type: ignore[import-untyped]
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -220,7 +223,7 @@ class OidcLogin:
         if self._keys is None or refresh:
             data = await self._get_json(metadata["jwks_uri"])
             try:
-                self._keys = KeySet.import_key_set(data)
+                self._keys = KeySet.import_key_set(cast(Any, data))
             except (JoseError, ValueError, KeyError, TypeError) as exc:
                 raise his_sdk.errors.UpstreamUnavailableError(
                     f"unusable JWKS at {metadata['jwks_uri']}: {exc}"

@@ -79,8 +79,8 @@ def _coding_text(coding: dict[str, Any]) -> str:
 def _summary(value: dict[str, Any]) -> str | None:
     """A one-line text for the common FHIR datatypes, or None to flatten the object."""
     keys = set(value)
-    if "coding" in keys and keys <= {"coding", "text"}:
-        codings = "; ".join(_coding_text(c) for c in value["coding"] if isinstance(c, dict))
+    if keys and keys <= {"coding", "text"}:
+        codings = "; ".join(_coding_text(c) for c in value.get("coding", []) if isinstance(c, dict))
         text = value.get("text")
         return f"{text} [{codings}]" if text and codings else str(text or codings)
     if keys & {"code", "system"} and keys <= {"code", "system", "display", "version"}:
@@ -91,7 +91,8 @@ def _summary(value: dict[str, Any]) -> str | None:
     if "reference" in keys and keys <= {"reference", "display", "type", "identifier"}:
         display = value.get("display")
         return f"{value['reference']} ({display})" if display else str(value["reference"])
-    if keys & {"family", "given"} and keys <= {"family", "given", "prefix", "suffix", "use", "text"}:
+    name_keys = {"family", "given", "prefix", "suffix", "use", "text"}
+    if keys & {"family", "given"} and keys <= name_keys:
         parts = [*value.get("prefix", []), *value.get("given", []), value.get("family", "")]
         return " ".join(str(p) for p in parts if p)
     return None
@@ -150,4 +151,3 @@ def changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list
         for path in paths
         if old.get(path) != new.get(path)
     ]
-

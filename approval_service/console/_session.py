@@ -91,8 +91,10 @@ class Session:
         )
 
     def logged_in(self, reviewer: Reviewer, now: datetime.datetime) -> Session:
-        """A new session for ``reviewer``: new id and CSRF token, so a session fixed before
-        login is worth nothing after it."""
+        """A new session for ``reviewer``.
+
+        It gets a new id and CSRF token, so a session fixed before login is worth nothing after.
+        """
         return replace(Session.new(now), reviewer=reviewer)
 
     def touched(self, now: datetime.datetime) -> Session:

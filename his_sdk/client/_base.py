@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from fhir.resources.R4B.bundle import Bundle
@@ -17,9 +17,12 @@ from fhir.resources.R4B.task import Task
 import his_sdk.errors
 from his_sdk._converters import resource_from_proto, summary_to_proto
 from his_sdk._fhir import model_class
-from his_sdk._generated.his.v1 import fhir_pb2
+from his_sdk._generated.his.v1 import fhir_pb2, tools_pb2
 from his_sdk.client._options import TlsConfig
 from his_sdk.search import SummaryMode
+
+if TYPE_CHECKING:
+    from his_sdk.tools import RiskLevel, ToolDescriptor, ValidationStatus
 
 __all__ = [
     "ResourceT",
@@ -217,6 +220,58 @@ class ClientCore:
         task = resource_from_proto(response.task)
         assert isinstance(task, Task)
         return task
+
+    @staticmethod
+    def _list_tools_request(
+        max_risk: RiskLevel | str | None,
+        category: str | None,
+        validation_status: ValidationStatus | str | None,
+        invocable_only: bool,
+    ) -> tools_pb2.ListToolsRequest:
+        # Imported on first use: the tool package builds on the server side.
+        from his_sdk.tools import risk_to_proto, validation_status_to_proto
+
+        return tools_pb2.ListToolsRequest(
+            max_risk=risk_to_proto(max_risk),
+            category=category or "",
+            validation_status=validation_status_to_proto(validation_status),
+            invocable_only=invocable_only,
+        )
+
+    @staticmethod
+    def _tools_result(response: tools_pb2.ListToolsResponse) -> list[ToolDescriptor]:
+        from his_sdk.tools import descriptor_from_proto
+
+        return [descriptor_from_proto(t) for t in response.tools]
+
+    @staticmethod
+    def _tool_result(response: tools_pb2.ToolDescriptor) -> ToolDescriptor:
+        from his_sdk.tools import descriptor_from_proto
+
+        return descriptor_from_proto(response)
+
+    @staticmethod
+    def _invoke_tool_request(
+        name: str,
+        arguments: Mapping[str, Any] | None,
+        justification: str | None,
+        idempotency_key: str | None,
+    ) -> tools_pb2.InvokeToolRequest:
+        return tools_pb2.InvokeToolRequest(
+            name=name,
+            arguments_json=json.dumps(dict(arguments or {}), separators=(",", ":")),
+            justification=justification or "",
+            idempotency_key=idempotency_key or "",
+        )
+
+    @staticmethod
+    def _invoke_tool_result(response: tools_pb2.InvokeToolResponse) -> dict[str, Any] | Task:
+        if response.WhichOneof("outcome") == "task_json":
+            return Task.model_validate_json(response.task_json)
+        result = json.loads(response.result_json or "{}")
+        if not isinstance(result, dict):
+            raise his_sdk.errors.UpstreamDataError("the tool's result is not a JSON object")
+        return result
 
     @staticmethod
     def _next_request(page: SearchPage) -> fhir_pb2.SearchRequest | None:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any, overload
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, overload
 
 import grpc
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.resource import Resource
 from fhir.resources.R4B.task import Task
 
-from his_sdk._generated.his.v1 import fhir_pb2, fhir_pb2_grpc
+from his_sdk._generated.his.v1 import fhir_pb2, fhir_pb2_grpc, tools_pb2, tools_pb2_grpc
 from his_sdk.client._base import (
     ClientCore,
     ResourceT,
@@ -24,6 +24,9 @@ from his_sdk.client._base import (
 )
 from his_sdk.client._options import TlsConfig
 from his_sdk.search import SummaryMode
+
+if TYPE_CHECKING:
+    from his_sdk.tools import RiskLevel, ToolDescriptor, ValidationStatus
 
 __all__ = ["HisClient"]
 
@@ -49,6 +52,7 @@ class HisClient(ClientCore):
         super().__init__(token=token, timeout=timeout, metadata=metadata)
         self._channel = channel
         self._stub = fhir_pb2_grpc.FhirServiceStub(channel)
+        self._tools = tools_pb2_grpc.ToolRegistryStub(channel)
 
     @classmethod
     def connect(
@@ -269,3 +273,54 @@ class HisClient(ClientCore):
             raise translate_error(exc) from exc
         finally:
             stream.cancel()
+
+    def list_tools(
+        self,
+        *,
+        max_risk: RiskLevel | str | None = None,
+        category: str | None = None,
+        validation_status: ValidationStatus | str | None = None,
+        invocable_only: bool = False,
+    ) -> list[ToolDescriptor]:
+        """The tools this gateway offers, optionally filtered.
+
+        Args:
+            max_risk: Only tools at this risk or lower (``"low"``, ``"medium"``, ``"high"``).
+            category: Only this category (``"calculator"``, ``"fhir.search"``, ...).
+            validation_status: Only ``"validated"``, ``"experimental"`` or ``"deprecated"``.
+            invocable_only: Only the tools this token's scopes and roles permit.
+        """
+        request = self._list_tools_request(max_risk, category, validation_status, invocable_only)
+        return self._tools_result(self._invoke(self._tools.ListTools, request, None))
+
+    def get_tool(self, name: str) -> ToolDescriptor:
+        """One tool's descriptor (``his_sdk.errors.NotFoundError`` when there is none)."""
+        request = tools_pb2.GetToolRequest(name=name)
+        return self._tool_result(self._invoke(self._tools.GetTool, request, None))
+
+    def invoke_tool(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        justification: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any] | Task:
+        """Invoke a tool; a high-risk tool answers with the Task of its approval request.
+
+        Args:
+            name: The tool's name.
+            arguments: The arguments object of the tool's input schema.
+            justification: Why the agent calls the tool; required for high-risk tools.
+            idempotency_key: Repeating a high-risk call with the same key returns the same
+                Task.
+
+        Returns:
+            The tool's result object, or the FHIR Task tracking the approval.
+
+        Raises:
+            his_sdk.errors.HisError: The subclass matching the gRPC status (denied, invalid
+                arguments with the OperationOutcome text, approvals not configured, ...).
+        """
+        request = self._invoke_tool_request(name, arguments, justification, idempotency_key)
+        return self._invoke_tool_result(self._invoke(self._tools.InvokeTool, request, None))

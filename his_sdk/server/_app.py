@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
 from pathlib import Path
@@ -106,6 +107,9 @@ class Gateway:
         self.port = 0
         self.rest: RestServer | None = None
         self.rest_port = 0
+        self.console: RestServer | None = None
+        """The reviewer console's listener; None unless ``console.enabled``."""
+        self.console_port = 0
 
     async def start(self) -> int:
         """Start adapters and the gRPC server; return the bound port."""
@@ -162,6 +166,8 @@ class Gateway:
         self._server = server
         if self.settings.rest.enabled:
             self.rest_port = await self._start_rest()
+        if self.settings.console.enabled:
+            self.console_port = await self._start_console()
         await self._update_health()
         self._health_task = asyncio.create_task(self._health_loop())
         _log.info(
@@ -180,6 +186,9 @@ class Gateway:
         if self.rest is not None:
             await self.rest.stop(self.settings.rest.grace_seconds if grace is None else grace)
             self.rest = None
+        if self.console is not None:
+            await self.console.stop(self.settings.console.grace_seconds if grace is None else grace)
+            self.console = None
         if self._server is not None:
             await self.health.enter_graceful_shutdown()
             await self._server.stop(self.settings.server.grace_seconds if grace is None else grace)
@@ -209,6 +218,38 @@ class Gateway:
         )
         port = await self.rest.start()
         _log.info("FHIR REST facade listening on %s:%d", self.settings.rest.host, port)
+        return port
+
+    async def _start_console(self) -> int:
+        # The console lives in approval_service; it is loaded by import string like the queue,
+        # so this package never imports it directly.
+        from his_sdk.config import RestSettings
+        from his_sdk.rest import RestServer
+
+        console = self.settings.console
+        if self.approvals is None:
+            raise ValueError("console.enabled needs the approval queue (approvals.enabled)")
+        module_name, _, attr = console.implementation.partition(":")
+        if not module_name or not attr:
+            raise ValueError(
+                f"console.implementation must be 'module:factory', got {console.implementation!r}"
+            )
+        factory = getattr(importlib.import_module(module_name), attr)
+        tls_cert, tls_key = self.settings.server.tls_cert, self.settings.server.tls_key
+        app = factory(self.approvals, console, tls=bool(tls_cert and tls_key))
+        self.console = RestServer(
+            app,
+            RestSettings(
+                host=console.host,
+                port=console.port,
+                access_log=console.access_log,
+                grace_seconds=console.grace_seconds,
+            ),
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+        )
+        port = await self.console.start()
+        _log.info("reviewer console listening on %s:%d", console.host, port)
         return port
 
     async def _execute_write(self, write: ApprovedWrite) -> WriteOutcome:
@@ -282,6 +323,12 @@ async def serve(settings: GatewaySettings) -> None:
     if gateway.rest is not None:
         print(
             f"FHIR REST facade on {gateway.rest.scheme}://{settings.rest.host}:{gateway.rest_port}",
+            flush=True,
+        )
+    if gateway.console is not None:
+        print(
+            f"reviewer console on {gateway.console.scheme}://{settings.console.host}:"
+            f"{gateway.console_port}",
             flush=True,
         )
     await stop.wait()

@@ -39,19 +39,19 @@ _STATUS_TO_PROTO = {
 _STATUS_FROM_PROTO = {v: k for k, v in _STATUS_TO_PROTO.items()}
 
 
-def risk_to_proto(risk: RiskLevel | str | None) -> tools_pb2.RiskLevel.ValueType:
+def risk_to_proto(risk: RiskLevel | str | None) -> tools_pb2.RiskLevel:
     """A risk level as the proto enum (unspecified for None)."""
     return _RISK_TO_PROTO[RiskLevel(risk)] if risk else tools_pb2.RISK_LEVEL_UNSPECIFIED
 
 
-def risk_from_proto(value: tools_pb2.RiskLevel.ValueType) -> RiskLevel | None:
+def risk_from_proto(value: tools_pb2.RiskLevel) -> RiskLevel | None:
     """The proto enum as a risk level (None for unspecified)."""
     return _RISK_FROM_PROTO.get(value)
 
 
 def validation_status_to_proto(
     status: ValidationStatus | str | None,
-) -> tools_pb2.ValidationStatus.ValueType:
+) -> tools_pb2.ValidationStatus:
     """A validation status as the proto enum (unspecified for None)."""
     if not status:
         return tools_pb2.VALIDATION_STATUS_UNSPECIFIED
@@ -59,7 +59,7 @@ def validation_status_to_proto(
 
 
 def validation_status_from_proto(
-    value: tools_pb2.ValidationStatus.ValueType,
+    value: tools_pb2.ValidationStatus,
 ) -> ValidationStatus | None:
     """The proto enum as a validation status (None for unspecified)."""
     return _STATUS_FROM_PROTO.get(value)

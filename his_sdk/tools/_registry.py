@@ -114,7 +114,9 @@ class ToolRegistry:
             tools.extend(fhir_tools(service, types, max_count=max_count))
         if settings.calculators:
             tools.extend(load_function_tool(i, d) for i, d in SHIPPED_CALCULATORS)
-        tools.extend(load_function_tool(t.implementation, t.descriptor) for t in settings.registered)
+        tools.extend(
+            load_function_tool(t.implementation, t.descriptor) for t in settings.registered
+        )
         return cls(tools, policy=policy, auditor=auditor, approvals_configured=approvals_configured)
 
     def names(self) -> list[str]:

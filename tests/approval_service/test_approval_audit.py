@@ -60,8 +60,11 @@ def test_each_transition_is_audited_with_who_and_for_whom(agent, reviewer, queue
     assert create["action"] == "C" and _codes(create) == {"create"}
     assert create["outcome"] == "0"
     agents = create["agent"]
-    verifiers = [a for a in agents if any(c.get("code") == "VRF" for t in [a["type"]]
-                                          for c in t.get("coding", []))]
+    verifiers = [
+        a
+        for a in agents
+        if any(c.get("code") == "VRF" for t in [a["type"]] for c in t.get("coding", []))
+    ]
     assert {v["who"]["identifier"]["value"] for v in verifiers} == {"dr.two", "rx.three"}
     patients = [
         e["what"]["reference"] for e in create["entity"] if e.get("what", {}).get("reference")
@@ -112,7 +115,9 @@ def test_a_failed_audit_write_rolls_the_decision_back(agent, reviewer, queue_url
         with pytest.raises(his_sdk.errors.HisError):
             agent.propose_create(Observation.model_validate(observation(99)), justification="x")
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT COUNT(*) FROM his_approval_decisions")).scalar() == 0
+            assert (
+                conn.execute(sa.text("SELECT COUNT(*) FROM his_approval_decisions")).scalar() == 0
+            )
             assert conn.execute(sa.text("SELECT COUNT(*) FROM his_approval_requests")).scalar() == 1
         assert agent.get_task(task.id).status == "requested"
     finally:

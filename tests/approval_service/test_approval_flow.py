@@ -133,9 +133,10 @@ def test_an_edit_is_a_new_version_with_its_diff_and_is_what_executes(agent, revi
     assert request.versions[1].reason == "unit slip"
     assert request.versions[0].resource["valueQuantity"]["value"] == 720
     assert adapter.writes[0].resource.valueQuantity.value == 72
-    assert adapter.resources[("Observation", request.outcome.resource_id)]["valueQuantity"][
-        "value"
-    ] == 72
+    assert (
+        adapter.resources[("Observation", request.outcome.resource_id)]["valueQuantity"]["value"]
+        == 72
+    )
 
 
 def test_an_edit_may_not_move_the_write_to_another_patient(agent, reviewer):
