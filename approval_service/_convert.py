@@ -7,7 +7,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from fhir.resources.R4B.task import Task
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -220,7 +219,7 @@ def request_to_proto(request: ApprovalRequest) -> approval_pb2.ApprovalRequest:
         current_resource_json=(
             _json(request.current_resource) if request.current_resource is not None else b""
         ),
-        task_json=request.task.model_dump_json().encode(),
+        task_json=_json(request.task_data),
     )
 
 
@@ -320,7 +319,7 @@ def request_from_proto(message: approval_pb2.ApprovalRequest) -> ApprovalRequest
         outcome=outcome,
         proposed=_proposed(message),
         current_resource=_loads(message.current_resource_json),
-        task=Task.model_validate_json(message.task_json),
+        task_data=_task_data(message.task_json),
         versions=tuple(
             RequestVersion(
                 number=v.number,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -249,7 +250,8 @@ class Outcome:
 class ApprovalRequest:
     """One approval request as reviewers (console, CLI, gRPC) see it.
 
-    ``versions``, ``decisions`` and ``history`` are empty in list results.
+    ``versions``, ``decisions`` and ``history`` are empty in list results. ``task`` (the FHIR
+    Task the agent sees) is validated on first access; ``task_data`` is its JSON.
     """
 
     id: str
@@ -278,10 +280,15 @@ class ApprovalRequest:
     """The version that executes once approved (the latest)."""
     current_resource: dict[str, Any] | None
     """The EHR's target resource when the write was proposed (update, delete)."""
-    task: Task
+    task_data: dict[str, Any]
     versions: tuple[RequestVersion, ...] = ()
     decisions: tuple[DecisionRecord, ...] = ()
     history: tuple[HistoryEvent, ...] = ()
+
+    @functools.cached_property
+    def task(self) -> Task:
+        """The FHIR Task the agent sees for this request."""
+        return Task.model_validate(self.task_data)
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ from ._model import (
 )
 from ._policy import ApprovalPolicy, RiskAssessment, RiskTier
 from ._tables import DecisionRow, EventRow, RequestRow, VersionRow
-from ._task import TaskFacts, build_task
+from ._task import TaskFacts, task_data
 
 __all__ = ["ApprovalService"]
 
@@ -127,7 +127,8 @@ class ApprovalService:
         instance_id: Names this replica in execution claims.
         clock: The time source (UTC-aware).
         max_concurrent_executions: Approved writes executing at once.
-        database_threads: Worker threads running the queue's (blocking) transactions.
+        database_threads: Worker threads running the transactions of calls; executions have
+            as many again of their own, so a busy queue never starves them.
     """
 
     def __init__(
@@ -141,7 +142,7 @@ class ApprovalService:
         instance_id: str | None = None,
         clock: Callable[[], datetime.datetime] = _now,
         max_concurrent_executions: int = 16,
-        database_threads: int = 24,
+        database_threads: int = 8,
     ) -> None:
         self.database = database
         self.settings = settings
@@ -154,6 +155,9 @@ class ApprovalService:
         # Its own threads: transactions mostly wait on the database, and the loop's default
         # executor (a handful of threads on a small machine) is shared with the adapters.
         self._pool = ThreadPoolExecutor(database_threads, thread_name_prefix="his-approvals")
+        self._execution_pool = ThreadPoolExecutor(
+            database_threads, thread_name_prefix="his-approval-executions"
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._tick = asyncio.Event()
@@ -208,6 +212,7 @@ class ApprovalService:
             self._started = False
         await self._run(self.database.dispose)
         self._pool.shutdown(wait=False)
+        self._execution_pool.shutdown(wait=False)
 
     def add_to_server(self, server: grpc.aio.Server) -> Sequence[str]:
         """Register the ApprovalService gRPC servicer."""
@@ -441,7 +446,7 @@ class ApprovalService:
             left it for a retry.
         """
         async with self._executions:
-            claim = await self._run(self._claim, request_id)
+            claim = await self._run_execution(self._claim, request_id)
             if claim is None:
                 return False
             try:
@@ -451,7 +456,7 @@ class ApprovalService:
             except Exception as exc:
                 _log.exception("executing approved request %s failed unexpectedly", request_id)
                 return await self._after_failure(claim, exc)
-            recorded = await self._run(self._finish, claim, outcome, None)
+            recorded = await self._run_execution(self._finish, claim, outcome, None)
         self._notify()
         return recorded
 
@@ -460,6 +465,11 @@ class ApprovalService:
     async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(function, *args))
+
+    async def _run_execution(self, function: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        pool = self._execution_pool
+        return await loop.run_in_executor(pool, functools.partial(function, *args))
 
     def _notify(self) -> None:
         tick, self._tick = self._tick, asyncio.Event()
@@ -489,9 +499,9 @@ class ApprovalService:
                 type(exc).__name__,
                 self.settings.retry_seconds,
             )
-            await self._run(self._release, claim, exc)
+            await self._run_execution(self._release, claim, exc)
             return False
-        recorded = await self._run(self._finish, claim, None, exc)
+        recorded = await self._run_execution(self._finish, claim, None, exc)
         self._notify()
         return recorded
 
@@ -1296,7 +1306,7 @@ class ApprovalService:
                     outcome=outcome,
                     proposed=proposed,
                     current_resource=current,
-                    task=build_task(facts),
+                    task_data=task_data(facts),
                     versions=tuple(_version(v) for v in versions) if full else (),
                     decisions=tuple(_decision(d) for d in decisions) if full else (),
                     history=tuple(_history(e) for e in event_rows),

@@ -24,7 +24,7 @@ from fhir.resources.R4B.task import Task
 
 from ._model import Outcome, Party, RequestStatus
 
-__all__ = ["APPROVAL_STATUS_SYSTEM", "ON_BEHALF_OF", "TaskFacts", "build_task"]
+__all__ = ["APPROVAL_STATUS_SYSTEM", "ON_BEHALF_OF", "TaskFacts", "build_task", "task_data"]
 
 ON_BEHALF_OF = "urn:his-sdk:fhir:StructureDefinition:task-requester-on-behalf-of"
 """Extension on ``Task.requester``: the human the requesting agent acts for."""
@@ -93,7 +93,12 @@ def _business_status(facts: TaskFacts) -> dict[str, Any]:
 
 
 def build_task(facts: TaskFacts) -> Task:
-    """The Task for a request."""
+    """The Task for a request, validated."""
+    return Task.model_validate(task_data(facts))
+
+
+def task_data(facts: TaskFacts) -> dict[str, Any]:
+    """The Task for a request as FHIR JSON (a dict), not yet validated."""
     action = f"{facts.interaction} {facts.resource_type}"
     if facts.resource_id:
         action += f"/{facts.resource_id}"
@@ -163,4 +168,4 @@ def build_task(facts: TaskFacts) -> Task:
             outputs.append({"type": {"text": "error"}, "valueString": outcome.error})
         if outputs:
             data["output"] = outputs
-    return Task.model_validate(data)
+    return data

@@ -240,10 +240,10 @@ def legacy_seed(url: str, loader: str, paths: tuple[Path, ...]) -> None:
 
 def _attach_subcommands() -> None:
     from his_sdk.audit import audit
-    from his_sdk.mcp import mcp
+    from his_sdk.tools import mcp_command
 
     main.add_command(audit)
-    main.add_command(mcp)
+    main.add_command(mcp_command)
 
 
 _attach_subcommands()

@@ -50,7 +50,6 @@ from inference_bridge._errors import (
     ModelNotFoundError,
     NoPlacementAvailableError,
 )
-from inference_bridge._nets import TabularNet
 from inference_bridge._processors import (
     CodedFeatures,
     ConsultContext,
@@ -140,7 +139,6 @@ __all__ = [
     "RoutingSettings",
     "SpecialistFinding",
     "SpecialistOpinion",
-    "TabularNet",
     "TensorSpec",
     "TorchSettings",
     "TorchSpec",

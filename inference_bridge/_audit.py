@@ -5,9 +5,13 @@ from __future__ import annotations
 import datetime
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import his_sdk.auth
+if TYPE_CHECKING:
+    # Annotations only. The gateway's config imports this package's settings, and
+    # his_sdk.auth, his_sdk.policy and his_sdk.server import that config, so nothing here
+    # imports them when the package loads.
+    import his_sdk.auth
 
 __all__ = ["InferenceAuditRecord", "InferenceAuditSink", "InferenceOutcome"]
 

@@ -8,6 +8,7 @@ import enum
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from fhir.resources.R4B.bundle import Bundle
@@ -15,11 +16,7 @@ from fhir.resources.R4B.device import Device
 from fhir.resources.R4B.domainresource import DomainResource
 from fhir.resources.R4B.resource import Resource
 
-import his_sdk.adapter
-import his_sdk.auth
 import his_sdk.errors
-import his_sdk.policy
-import his_sdk.server
 
 from ._audit import InferenceAuditRecord, InferenceAuditSink, InferenceOutcome
 from ._backend import InferenceBackend
@@ -39,6 +36,15 @@ from ._processors import (
 from ._routing import PlacementStatus, Router, RoutingPreferences
 from ._settings import InferenceSettings
 from ._tensors import EncodedInputs, Tensors, encode_inputs
+
+if TYPE_CHECKING:
+    # Annotations only. The gateway's config imports this package's settings, and
+    # his_sdk.auth, his_sdk.policy and his_sdk.server import that config, so nothing here
+    # imports them when the package loads.
+    import his_sdk.adapter
+    import his_sdk.auth
+    import his_sdk.policy
+    import his_sdk.server
 
 __all__ = [
     "ConsultRequest",
@@ -584,6 +590,8 @@ class InferenceBridge:
             consult=inputs.consult,
         )
         results = tuple(self._post[entry.key](context))
+        if not results or any(not r.id for r in results):
+            raise RuntimeError(f"the postprocessor of {entry.key} returned a result without an id")
         run.result_ids = tuple(f"{r.get_resource_type()}/{r.id}" for r in results)
         record = provenance(
             targets=results,
@@ -623,8 +631,11 @@ class InferenceBridge:
             raise his_sdk.errors.PermissionDeniedError(
                 f"{entry.key} may be run only by the roles {', '.join(entry.allowed_roles)}"
             )
+        # At call time: see the note on the imports at the top of this module.
+        from his_sdk.policy import AccessRequest
+
         facts = await self._facts.get(patient_id) if patient_id else None
-        request = his_sdk.policy.AccessRequest("create", entry.fhir.output_type, patient_id, None)
+        request = AccessRequest("create", entry.fhir.output_type, patient_id, None)
         decision = self._policy.decide(principal, request, facts)
         if not decision.allowed:
             raise his_sdk.errors.PermissionDeniedError(

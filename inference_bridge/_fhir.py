@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
@@ -15,10 +15,15 @@ from fhir.resources.R4B.provenance import Provenance
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
-import his_sdk.auth
 import his_sdk.errors
 
 from ._catalog import ModelEntry, Placement
+
+if TYPE_CHECKING:
+    # Annotations only. The gateway's config imports this package's settings, and
+    # his_sdk.auth, his_sdk.policy and his_sdk.server import that config, so nothing here
+    # imports them when the package loads.
+    import his_sdk.auth
 
 __all__ = [
     "INPUT_HASH_SYSTEM",

@@ -223,15 +223,27 @@ class CodedFeatures:
     backend.
     """
 
+    def __init__(self) -> None:
+        self._indexes: dict[str, tuple[dict[str, FeatureSpec], dict[str, list[FeatureSpec]]]] = {}
+
+    def _index(
+        self, entry: ModelEntry
+    ) -> tuple[dict[str, FeatureSpec], dict[str, list[FeatureSpec]]]:
+        index = self._indexes.get(entry.key)
+        if index is None:
+            if not entry.fhir.features:
+                raise ValueError(f"{entry.key} uses CodedFeatures but lists no features")
+            by_code: dict[str, list[FeatureSpec]] = {}
+            for spec in entry.fhir.features:
+                by_code.setdefault(spec.code, []).append(spec)
+            index = ({spec.key: spec for spec in entry.fhir.features}, by_code)
+            self._indexes[entry.key] = index
+        return index
+
     def __call__(self, entry: ModelEntry, inputs: ModelInputs) -> Tensors:
         """Build the feature tensor."""
         specs = entry.fhir.features
-        if not specs:
-            raise ValueError(f"{entry.key} uses CodedFeatures but lists no features")
-        by_key = {spec.key: spec for spec in specs}
-        by_code: dict[str, list[FeatureSpec]] = {}
-        for spec in specs:
-            by_code.setdefault(spec.code, []).append(spec)
+        by_key, by_code = self._index(entry)
         values: dict[str, float] = {}
         allowed = set(entry.fhir.input_types)
         for resource in inputs.resources:

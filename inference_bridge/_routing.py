@@ -160,8 +160,9 @@ class RoutedResult:
 class Router:
     """Routes calls of catalog models to placements.
 
-    A placement is eligible when its region is allowed, the input fits its message cap, its
-    last health probe did not fail and its circuit admits calls. Eligible placements are
+    A placement is eligible when its region is allowed, the input fits its message cap and
+    its circuit admits calls; placements whose last health probe failed are used only when
+    no other is eligible. Eligible placements are
     ranked by the request's accelerator and site preferences, the configured vendor and site
     preferences, the placement's priority, then load (calls in flight plus the queue ratio
     from server statistics); ties rotate. A retryable failure (``routing.retry_codes``)
@@ -274,14 +275,16 @@ class Router:
         self, entry: ModelEntry, inputs: EncodedInputs, exclude: Sequence[str]
     ) -> list[_PlacementState]:
         regions = self._settings.routing.allowed_regions
-        candidates = [
+        admitted = [
             s
             for s in self._states.get(entry.key, [])
             if (not regions or s.placement.region in regions)
-            and s.healthy is not False
             and s.breaker.available()
             and s.placement.label not in exclude
         ]
+        # Placements whose last probe failed are used only when nothing else is left: a
+        # probe can fail for a moment, and a closed circuit still guards each of them.
+        candidates = [s for s in admitted if s.healthy is not False] or admitted
         envelope = self._settings.triton.envelope_bytes
         fitting = [
             s

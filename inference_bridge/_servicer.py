@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 
-import his_sdk.server
 from his_sdk._generated.his.v1 import inference_pb2, inference_pb2_grpc
 
 from ._bridge import InferenceBridge
@@ -16,10 +17,21 @@ from ._converters import (
     model_to_proto,
 )
 
+if TYPE_CHECKING:
+    import his_sdk.server
+
 __all__ = ["INFERENCE_SERVICE", "InferenceServicer", "add_to_server"]
 
 INFERENCE_SERVICE: str = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 """Full name of the service (``his.v1.InferenceService``), for reflection and health."""
+
+
+def _caller() -> his_sdk.server.CallContext:
+    # Imported when a call arrives, not with this module: his_sdk.server imports
+    # his_sdk.config, which imports this package's settings.
+    import his_sdk.server
+
+    return his_sdk.server.current_call.get()
 
 
 def _time_remaining(context: grpc.aio.ServicerContext) -> float | None:
@@ -42,7 +54,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):  # type: i
     ) -> inference_pb2.ListModelsResponse:
         """The catalog."""
         views = self._bridge.list_models(
-            his_sdk.server.current_call.get(),
+            _caller(),
             task=request.task or None,
             modality=request.modality or None,
         )
@@ -52,16 +64,14 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):  # type: i
         self, request: inference_pb2.GetModelRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.GetModelResponse:
         """One model."""
-        view = self._bridge.get_model(
-            his_sdk.server.current_call.get(), request.name, request.version or None
-        )
+        view = self._bridge.get_model(_caller(), request.name, request.version or None)
         return inference_pb2.GetModelResponse(model=model_to_proto(view))
 
     async def Infer(
         self, request: inference_pb2.InferRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.InferResponse:
         """Run one model; the call's deadline is the end-to-end deadline."""
-        call = his_sdk.server.current_call.get()
+        call = _caller()
         result = await self._bridge.infer(
             call, infer_request_from_proto(request, _time_remaining(context))
         )
@@ -71,7 +81,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):  # type: i
         self, request: inference_pb2.ConsultRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.ConsultResponse:
         """Consult specialists."""
-        call = his_sdk.server.current_call.get()
+        call = _caller()
         result = await self._bridge.consult(
             call, consult_request_from_proto(request, _time_remaining(context))
         )

@@ -47,6 +47,7 @@ class _Bound:
     aliases_for: Mapping[str, list[str]]
     dialect: str
     creates: Mapping[str, BoundCreate]
+    key_tables: sa.MetaData
 
 
 def _capabilities(mapping: MappingFile) -> his_sdk.adapter.AdapterCapabilities:
@@ -132,6 +133,7 @@ class SqlAdapter:
         )
         self._lock = threading.Lock()
         self._state: _Bound | None = None
+        self._keys_ready = False
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Self:
@@ -271,21 +273,22 @@ class SqlAdapter:
                 key for s in types.get(target, []) if (key := s.key_of(resource_id)) is not None
             ]
 
-        creates = self._bind_creates(types, keys_for)
+        key_tables = sa.MetaData()
+        creates = self._bind_creates(types, keys_for, key_tables)
         return _Bound(
             types=types,
             care_team=[BoundCareTeamLink(link, tables, i) for i, link in enumerate(links)],
             aliases_for=dict(aliases),
             dialect=self._engine.dialect.name,
             creates=creates,
+            key_tables=key_tables,
         )
 
     def _bind_creates(
-        self, types: Mapping[str, list[BoundSource]], keys_for: Any
+        self, types: Mapping[str, list[BoundSource]], keys_for: Any, metadata: sa.MetaData
     ) -> dict[str, BoundCreate]:
         creates: dict[str, BoundCreate] = {}
         key_tables: dict[str, sa.Table] = {}
-        metadata = sa.MetaData()
         for name, spec in self._mapping.resources.items():
             create = spec.write.create if spec.write is not None else None
             if create is None:
@@ -306,11 +309,19 @@ class SqlAdapter:
                 keys_for=keys_for,
                 keys=keys,
             )
-        if key_tables:
+        return creates
+
+    def _ensure_key_tables(self, state: _Bound) -> None:
+        # Created at the first write, not at start: read-only deployments never need them.
+        if not state.key_tables.tables or self._keys_ready:
+            return
+        with self._lock:
+            if self._keys_ready:
+                return
             action = "creating the write key table"
             with translate_driver_errors(action), self._engine.begin() as conn:
-                metadata.create_all(conn, checkfirst=True)
-        return creates
+                state.key_tables.create_all(conn, checkfirst=True)
+            self._keys_ready = True
 
     def _execute(self, write: his_sdk.adapter.ApprovedWrite) -> his_sdk.adapter.WriteOutcome:
         state = self._bound()
@@ -324,6 +335,7 @@ class SqlAdapter:
             raise his_sdk.errors.InvalidRequestError("the approved create has no resource")
         now = datetime.datetime.now(datetime.UTC)
         row = create.row(json.loads(write.resource.model_dump_json()), now)
+        self._ensure_key_tables(state)
         action = f"writing {write.resource_type}"
         with translate_driver_errors(action):
             try:

@@ -2,11 +2,10 @@
 
 :class:`HisMcpServer` answers MCP ``tools/list`` and ``tools/call`` by calling the gateway's
 ToolRegistry as the agent; :func:`serve_stdio` and :class:`McpHttpApp`/:func:`serve_http`
-are its transports, and :data:`mcp` is the ``his mcp`` command.
+are its transports; ``his mcp`` (:data:`his_sdk.tools.mcp_command`) runs them.
 """
 
 from his_sdk.mcp._budget import DEFAULT_MAX_RESULT_BYTES, budget_result
-from his_sdk.mcp._cli import mcp
 from his_sdk.mcp._server import HisMcpServer
 from his_sdk.mcp._transports import McpHttpApp, serve_http, serve_stdio
 
@@ -15,7 +14,6 @@ __all__ = [
     "HisMcpServer",
     "McpHttpApp",
     "budget_result",
-    "mcp",
     "serve_http",
     "serve_stdio",
 ]

@@ -108,9 +108,17 @@ class McpHttpApp:
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
         assert message["type"] == "lifespan.startup"
-        async with self.lifespan():
+        try:
+            context = self.lifespan()
+            await context.__aenter__()
+        except Exception as exc:
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            raise
+        try:
             await send({"type": "lifespan.startup.complete"})
             message = await receive()
+        finally:
+            await context.__aexit__(None, None, None)
         await send({"type": "lifespan.shutdown.complete"})
 
 

@@ -1,7 +1,8 @@
 """KServe v2 inference servers (MLServer, KServe ModelServer) on loopback, in their own venvs.
 
-Inference servers pin libraries the gateway cannot share (MLServer holds protobuf below 7;
-kserve resolves with nothing else), so each runs from a virtual environment of its own,
+Inference servers pin libraries the gateway cannot share (MLServer 1.7 and kserve 0.21 both
+want protobuf below 7, the gateway's generated code 7.35 or later; MLServer also caps
+fastapi), so each runs from a virtual environment of its own,
 built once by :func:`peer_python` and cached under ``.his/peer-venvs/<key>/`` (or
 ``$HIS_PEER_VENV_DIR``), keyed by the Python version and the requirements. A built venv is
 reused without touching the network.

@@ -5,9 +5,11 @@ and the permission it needs. :class:`ToolRegistry` lists and invokes tools under
 gateway's policy and audit; high-risk tools become approval requests answered with a FHIR
 Task. Tools come from the gateway's FHIR interactions, the shipped
 :mod:`his_sdk.tools.calculators` and integrator functions declared in ``tools.registered``
-(:class:`FunctionTool`). :class:`ToolRegistryServicer` serves the registry over gRPC.
+(:class:`FunctionTool`). :class:`ToolRegistryServicer` serves the registry over gRPC and
+:data:`mcp_command` (``his mcp``) over MCP.
 """
 
+from his_sdk.tools._cli import mcp_command
 from his_sdk.tools._converters import (
     descriptor_from_proto,
     descriptor_to_proto,
@@ -56,6 +58,7 @@ __all__ = [
     "descriptor_to_proto",
     "fhir_tools",
     "load_function_tool",
+    "mcp_command",
     "risk_from_proto",
     "risk_to_proto",
     "snake_case",

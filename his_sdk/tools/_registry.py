@@ -123,7 +123,7 @@ class ToolRegistry:
         """Every tool name, sorted."""
         return sorted(self._tools)
 
-    def list(
+    def list_tools(
         self,
         call: CallContext,
         *,
@@ -159,7 +159,7 @@ class ToolRegistry:
             found.append(descriptor)
         return found
 
-    def get(self, call: CallContext, name: str) -> ToolDescriptor:
+    def get_tool(self, call: CallContext, name: str) -> ToolDescriptor:
         """One tool's descriptor.
 
         Raises:

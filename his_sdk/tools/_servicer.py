@@ -29,7 +29,7 @@ class ToolRegistryServicer(tools_pb2_grpc.ToolRegistryServicer):  # type: ignore
         self, request: tools_pb2.ListToolsRequest, context: grpc.aio.ServicerContext
     ) -> tools_pb2.ListToolsResponse:
         """Tools matching the request's filters."""
-        tools = self._registry.list(
+        tools = self._registry.list_tools(
             current_call.get(),
             max_risk=risk_from_proto(request.max_risk),
             category=request.category or None,
@@ -42,7 +42,7 @@ class ToolRegistryServicer(tools_pb2_grpc.ToolRegistryServicer):  # type: ignore
         self, request: tools_pb2.GetToolRequest, context: grpc.aio.ServicerContext
     ) -> tools_pb2.ToolDescriptor:
         """One tool's descriptor."""
-        return descriptor_to_proto(self._registry.get(current_call.get(), request.name))
+        return descriptor_to_proto(self._registry.get_tool(current_call.get(), request.name))
 
     async def InvokeTool(
         self, request: tools_pb2.InvokeToolRequest, context: grpc.aio.ServicerContext

@@ -5,7 +5,7 @@ Run ``python -m inference_bridge.training.train`` from the repository root. It n
 fixed, so a rerun with the same library versions writes the same weights. For each model it
 writes, under ``inference_bridge/models/<name>/<version>/``:
 
-* ``weights.pt``: the state dict of :class:`inference_bridge.TabularNet`;
+* ``weights.pt``: the state dict of :class:`inference_bridge.nets.TabularNet`;
 * ``model.onnx``: the same network for ONNX Runtime (AMD, Ascend and CPU exports);
 * ``cases.npz``: the reference case library, built from the training split only;
 * ``metrics.json``: held-out metrics, quoted by the model card in ``catalog.yaml``.
@@ -41,7 +41,7 @@ from sklearn.metrics import (  # type: ignore[import-untyped]
 from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
 
 from inference_bridge._cases import CaseLibrary
-from inference_bridge._nets import TabularNet
+from inference_bridge.nets import TabularNet
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 SPLIT_SEED = 7

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import runpy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -356,3 +358,113 @@ async def test_list_and_get_models(bridge, clinician_call):
     assert bridge.get_model(clinician_call, f"{BREAST}@1").entry.card.metrics["auroc"] > 0.95
     with pytest.raises(his_sdk.errors.AuthenticationError):
         bridge.list_models(make_call(None))
+
+
+async def test_units_and_statuses_of_observations_are_checked(bridge, clinician_call, samples):
+    name = DIABETES
+    observations = []
+    catalog = inference_bridge.Catalog.load()
+    for spec, value in zip(catalog.get(name).fhir.features, samples.diabetes_x[0], strict=True):
+        quantity = {"value": float(value)}
+        if spec.unit:
+            quantity["code"] = spec.unit
+        observations.append(
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"coding": [{"system": spec.system, "code": spec.code}]},
+                "valueQuantity": quantity,
+            }
+        )
+    parsed = [parse_input("Observation", json.dumps(o).encode()) for o in observations]
+    ok = await bridge.infer(
+        clinician_call, InferenceRequest(name, patient_id="p1", resources=tuple(parsed))
+    )
+    assert ok.results[0].get_resource_type() == "Observation"
+    wrong_unit = json.loads(json.dumps(observations))
+    wrong_unit[2]["valueQuantity"]["code"] = "[lb_av]/[in_i]2"
+    with pytest.raises(his_sdk.errors.InvalidRequestError, match="expected kg/m2"):
+        await bridge.infer(
+            clinician_call,
+            InferenceRequest(
+                name,
+                patient_id="p1",
+                resources=tuple(
+                    parse_input("Observation", json.dumps(o).encode()) for o in wrong_unit
+                ),
+            ),
+        )
+    retracted = json.loads(json.dumps(observations))
+    retracted[0]["status"] = "entered-in-error"
+    with pytest.raises(his_sdk.errors.InvalidRequestError, match="entered-in-error"):
+        await bridge.infer(
+            clinician_call,
+            InferenceRequest(
+                name,
+                patient_id="p1",
+                resources=tuple(
+                    parse_input("Observation", json.dumps(o).encode()) for o in retracted
+                ),
+            ),
+        )
+    with pytest.raises(his_sdk.errors.InvalidRequestError, match="not Patient"):
+        await bridge.infer(
+            clinician_call,
+            InferenceRequest(
+                name,
+                patient_id="p1",
+                resources=(parse_input("Patient", b'{"resourceType": "Patient", "id": "p1"}'),),
+            ),
+        )
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "inference_consult.py"
+
+
+async def test_example_consult_runs_in_process():
+    example = EXAMPLE
+    module = runpy.run_path(str(example))
+    text, entries = await module["in_process"]("1")
+    assert text.startswith("Consult example-1 about Patient/1: 2 specialist(s).")
+    assert [t for t, _ in entries].count("Provenance") == 3
+
+
+def cuda_catalog() -> inference_bridge.Catalog:
+    return inference_bridge.Catalog.load().with_placements(
+        {
+            BREAST: [
+                inference_bridge.Placement(backend="torch", accelerator="nvidia-h100"),
+                inference_bridge.Placement(backend="torch", accelerator="cpu", priority=1),
+            ]
+        }
+    )
+
+
+async def test_cuda_placement_without_cuda_falls_back_to_cpu(policy, clinician_call, samples):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; test_torch_backend_on_cuda covers it")
+    async with InferenceBridge(
+        InferenceSettings(), policy=policy, catalog=cuda_catalog()
+    ) as bridge:
+        status = bridge.router.status(bridge.catalog.get(BREAST))
+        assert [s.healthy for s in status] == [False, True]
+        result = await bridge.consult(
+            make_call(make_principal("system/RiskAssessment.c", roles=("system",), acting=None)),
+            ConsultRequest((BREAST,), features=breast_features(samples.breast_x[0])),
+        )
+    assert result.opinions[0].result.provenance.accelerator == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+async def test_torch_backend_on_cuda(policy, samples):
+    call = make_call(make_principal("system/RiskAssessment.c", roles=("system",), acting=None))
+    async with InferenceBridge(
+        InferenceSettings(), policy=policy, catalog=cuda_catalog()
+    ) as bridge:
+        for row in samples.breast_x[:10]:
+            result = await bridge.infer(
+                call, InferenceRequest(BREAST, features=breast_features(row))
+            )
+            expected, _ = reference_prediction(BREAST, row)
+            assert result.provenance.accelerator == "nvidia-h100"
+            assert math.isclose(result.prediction, expected, rel_tol=1e-4, abs_tol=1e-6)

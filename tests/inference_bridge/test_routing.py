@@ -206,6 +206,14 @@ async def test_probes_mark_placements_not_ready():
     assert (await route(router, entry)).placement.endpoint == "b:1"
     twin.at("b:1").ready = False
     await router.refresh()
+    # With every probe failing, placements are still tried rather than refusing at once.
+    assert (await route(router, entry)).placement.endpoint == "a:1"
+    twin.at("a:1").fail = twin.at("b:1").fail = grpc.StatusCode.UNAVAILABLE
+    with pytest.raises(inference_bridge.NoPlacementAvailableError):
+        await route(router, entry)
+    for _ in range(3):
+        with pytest.raises(inference_bridge.NoPlacementAvailableError):
+            await route(router, entry)
     with pytest.raises(inference_bridge.NoPlacementAvailableError, match="no placement"):
         await route(router, entry)
 

@@ -76,7 +76,6 @@ def test_public_exports_are_pinned():
         "RoutingSettings",
         "SpecialistFinding",
         "SpecialistOpinion",
-        "TabularNet",
         "TensorSpec",
         "TorchSettings",
         "TorchSpec",

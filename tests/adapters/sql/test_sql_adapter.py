@@ -27,7 +27,7 @@ def test_exports() -> None:
     ]
 
 
-def test_capabilities_are_reads_and_searches_only() -> None:
+def test_capabilities_are_reads_searches_and_mapped_creates() -> None:
     adapter = adapters.sql.SqlAdapter("sqlite://")
     assert isinstance(adapter, his_sdk.adapter.Adapter)
     assert isinstance(adapter, his_sdk.adapter.PatientFactsProvider)
@@ -59,8 +59,10 @@ def test_capabilities_are_reads_and_searches_only() -> None:
     }
     assert {t: set(c.search_params) for t, c in caps.types.items()} == expected_params
     read_search = {his_sdk.adapter.Interaction.READ, his_sdk.adapter.Interaction.SEARCH}
-    for capability in caps.types.values():
-        assert capability.interactions == read_search
+    writable = {"MedicationRequest", "Condition"}
+    for name, capability in caps.types.items():
+        create = {his_sdk.adapter.Interaction.CREATE} if name in writable else set()
+        assert capability.interactions == read_search | create
         assert capability.documentation
         for definition in capability.search_params.values():
             assert definition.description
@@ -69,16 +71,18 @@ def test_capabilities_are_reads_and_searches_only() -> None:
     fragment = caps.statement_fragment()
     assert {entry["type"] for entry in fragment} == set(expected_params)
     codes = {i["code"] for entry in fragment for i in entry["interaction"]}
-    assert codes == {"read", "search-type"}
+    assert codes == {"read", "search-type", "create"}
 
 
-async def test_writes_are_unsupported() -> None:
-    adapter = adapters.sql.SqlAdapter("sqlite://")
+async def test_writes_of_unmapped_types_are_unsupported(sqlite_url: str) -> None:
+    adapters.sql.create_schema(sqlite_url)
+    adapter = adapters.sql.SqlAdapter(sqlite_url)
     write = his_sdk.adapter.ApprovedWrite(
-        key="k1", interaction=his_sdk.adapter.Interaction.CREATE, resource_type="Condition"
+        key="k1", interaction=his_sdk.adapter.Interaction.CREATE, resource_type="Encounter"
     )
     with pytest.raises(his_sdk.errors.UnsupportedError):
         await adapter.execute(write)
+    await adapter.close()
 
 
 def closed_port() -> int:

@@ -25,6 +25,7 @@ def test_exports_are_pinned():
         "descriptor_to_proto",
         "fhir_tools",
         "load_function_tool",
+        "mcp_command",
         "risk_from_proto",
         "risk_to_proto",
         "snake_case",
@@ -36,7 +37,6 @@ def test_exports_are_pinned():
         "HisMcpServer",
         "McpHttpApp",
         "budget_result",
-        "mcp",
         "serve_http",
         "serve_stdio",
     }

@@ -1,4 +1,7 @@
-"""``his mcp``: serve the gateway's tools to one agent over stdio or to many over HTTP."""
+"""``his mcp``: serve the gateway's tools to one agent over stdio or to many over HTTP.
+
+The MCP SDK is imported when the command runs, so other ``his`` commands start without it.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,8 @@ from pathlib import Path
 import click
 
 from his_sdk.client import TlsConfig
-from his_sdk.mcp._budget import DEFAULT_MAX_RESULT_BYTES
 
-__all__ = ["mcp"]
+__all__ = ["mcp_command"]
 
 
 @click.command("mcp")
@@ -42,18 +44,19 @@ __all__ = ["mcp"]
 )
 @click.option(
     "--max-result-bytes",
-    default=DEFAULT_MAX_RESULT_BYTES,
-    show_default=True,
-    help="Context budget of one tool result; larger results carry references instead.",
+    type=int,
+    default=None,
+    help="Context budget of one tool result (default 16384); larger results carry "
+    "references instead.",
 )
-def mcp(
+def mcp_command(
     target: str,
     transport: str,
     token: str | None,
     host: str,
     port: int,
     tls_ca: Path | None,
-    max_result_bytes: int,
+    max_result_bytes: int | None,
 ) -> None:
     """Serve the gateway's tool registry over the Model Context Protocol.
 
@@ -65,13 +68,13 @@ def mcp(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
     tls = TlsConfig(root_certificates=tls_ca.read_bytes()) if tls_ca else None
-    from his_sdk.mcp._transports import serve_http, serve_stdio
+    from his_sdk.mcp import DEFAULT_MAX_RESULT_BYTES, serve_http, serve_stdio
+
+    budget = max_result_bytes or DEFAULT_MAX_RESULT_BYTES
 
     if transport == "stdio":
         if not token:
             raise click.UsageError("stdio needs the agent's token: --token or HIS_MCP_TOKEN")
-        asyncio.run(serve_stdio(target, token, tls=tls, max_result_bytes=max_result_bytes))
+        asyncio.run(serve_stdio(target, token, tls=tls, max_result_bytes=budget))
     else:
-        asyncio.run(
-            serve_http(target, host=host, port=port, tls=tls, max_result_bytes=max_result_bytes)
-        )
+        asyncio.run(serve_http(target, host=host, port=port, tls=tls, max_result_bytes=budget))

@@ -1,4 +1,8 @@
-"""The torch architecture of the shipped specialists: a small MLP with an embedding layer."""
+"""Torch architectures of the shipped models, imported on demand (the bridge loads without torch).
+
+Catalog entries name these classes in ``torch.architecture``; the local torch backend and the
+Triton export import them when they build a model.
+"""
 
 from __future__ import annotations
 
