@@ -176,13 +176,17 @@ class ApprovalService:
 
         The audit trail writes to an outbox in the queue's database. When that is not the
         audit settings' own outbox database, the queue's events form their own hash chain
-        (``<chain>/approvals``), so two outboxes never claim one chain.
+        (``<chain>/approvals``), so two outboxes never claim one chain, and the queue publishes
+        them (``publish_audit``); in the same database the gateway's trail publishes them.
         """
         url = settings.url or default_url
         database = Database(url)
-        if sa.make_url(url) != sa.make_url(audit.outbox_url):
+        shared = sa.make_url(url) == sa.make_url(audit.outbox_url)
+        if not shared:
             audit = audit.model_copy(update={"chain_id": f"{audit.effective_chain_id}/approvals"})
-        trail = AuditTrail(audit, engine=database.engine, publish=settings.publish_audit)
+        # In the audit outbox's own database the gateway's trail already publishes every row.
+        publish = settings.publish_audit and not shared
+        trail = AuditTrail(audit, engine=database.engine, publish=publish)
         return cls(database, settings=settings, executor=executor, audit=trail)
 
     # -- lifecycle -----------------------------------------------------------------------------

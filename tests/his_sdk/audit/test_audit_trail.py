@@ -188,7 +188,9 @@ async def test_buffered_reads_survive_an_outbox_outage(audit_settings, engine):
 
 
 async def test_full_queue_refuses_reads(audit_settings, engine):
-    settings = audit_settings.model_copy(update={"queue_size": 2, "enqueue_timeout_seconds": 0.2})
+    settings = audit_settings.model_copy(
+        update={"queue_size": 2, "write_batch_size": 2, "enqueue_timeout_seconds": 0.2}
+    )
     async with AuditTrail(settings, engine=engine, publish=False) as trail:
         _fail_outbox_inserts(engine)
         with pytest.raises(AuditUnavailableError, match="queue is full"):
