@@ -244,6 +244,29 @@ def _attach_subcommands() -> None:
 
     main.add_command(audit)
     main.add_command(mcp_command)
+    # Optional packages add their own groups; his_sdk imports them only by name.
+    for target in ("approval_service:approvals", "inference_bridge:models"):
+        module_name, _, attr = target.partition(":")
+        try:
+            group = getattr(importlib.import_module(module_name), attr)
+        except ImportError as exc:
+            main.add_command(_unavailable(attr, module_name, exc))
+            continue
+        main.add_command(group)
+
+
+def _unavailable(name: str, module_name: str, error: ImportError) -> click.Command:
+    """A stand-in command that says why a group from an optional package is missing."""
+
+    @click.command(name, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args: tuple[str, ...]) -> None:
+        raise click.ClickException(
+            f"'his {name}' needs {module_name}, which cannot be imported here: {error}"
+        )
+
+    command.help = f"(unavailable: {module_name} cannot be imported)"
+    return command
 
 
 _attach_subcommands()
