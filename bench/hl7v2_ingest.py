@@ -1,7 +1,7 @@
 """HL7 v2 ingest benchmark: end-to-end MLLP messages/s with durable storage, ACK latency.
 
 Usage: python bench/hl7v2_ingest.py [--messages 4000] [--senders 8] [--postgres URL]
-       [--deferred]
+       [--deferred [--processes 1]]
 
 Eight senders each keep one message in flight (send, wait for the ACK, send the next) over
 their own persistent connection. Messages are the shipped test samples with unique MSH-10s.
@@ -44,12 +44,15 @@ def messages(n: int) -> list[bytes]:
     return out
 
 
-async def run(url: str, data: list[bytes], senders: int, deferred: bool) -> dict[str, float]:
+async def run(
+    url: str, data: list[bytes], senders: int, deferred: bool, processes: int = 0
+) -> dict[str, float]:
     adapter = Hl7v2Adapter.from_settings(
         {
             "database_url": url,
             "listen": {"host": "127.0.0.1", "port": 0},
             "convert_before_ack": not deferred,
+            "conversion_processes": processes,
         }
     )
     await adapter.start()
@@ -107,6 +110,12 @@ def main() -> None:
         action="store_true",
         help="answer AA once stored and convert in the background",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="conversion_processes setting (worker processes for deferred conversion)",
+    )
     args = parser.parse_args()
     data = messages(args.messages)
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,8 +123,10 @@ def main() -> None:
         if args.postgres:
             targets.append(("postgresql", args.postgres))
         for name, url in targets:
-            result = asyncio.run(run(url, data, args.senders, args.deferred))
+            result = asyncio.run(run(url, data, args.senders, args.deferred, args.processes))
             mode = "deferred conversion" if args.deferred else "convert before ACK"
+            if args.processes:
+                mode += f", {args.processes} conversion process(es)"
             print(
                 f"{name:10s} {mode}: {result['rate']:8.0f} msg/s  "
                 f"ACK p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms"

@@ -283,6 +283,17 @@ class ToolSettings(_Section):
     """Integrator tools."""
 
 
+class InferenceGatewaySettings(_Section):
+    """The inference bridge, loaded by import string so the core never depends on it."""
+
+    enabled: bool = False
+    """Serve InferenceService (specialist models on Triton or local torch)."""
+    implementation: str = "inference_bridge:gateway_extension"
+    """Import string of the factory that builds the bridge."""
+    settings: dict[str, Any] = Field(default_factory=dict)
+    """Passed to the bridge's settings model (see docs/inference.md)."""
+
+
 class GatewaySettings(BaseSettings):
     """Everything ``his serve`` needs."""
 
@@ -312,6 +323,8 @@ class GatewaySettings(BaseSettings):
     """The audit trail."""
     tools: ToolSettings = Field(default_factory=ToolSettings)
     """The tool registry."""
+    inference: InferenceGatewaySettings = Field(default_factory=InferenceGatewaySettings)
+    """The inference bridge."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Root log level."""
 

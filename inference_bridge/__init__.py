@@ -71,6 +71,7 @@ from inference_bridge._routing import (
     Router,
     RoutingPreferences,
 )
+from inference_bridge._gateway import GatewayInference, gateway_extension
 from inference_bridge._servicer import INFERENCE_SERVICE, InferenceServicer, add_to_server
 from inference_bridge._settings import (
     BreakerSettings,
@@ -84,6 +85,8 @@ from inference_bridge._tensors import EncodedInput, EncodedInputs, decode_output
 
 __all__ = [
     "INFERENCE_SERVICE",
+    "GatewayInference",
+    "gateway_extension",
     "SHIPPED_CATALOG",
     "Backend",
     "BackendCall",

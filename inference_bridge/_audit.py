@@ -39,9 +39,10 @@ class InferenceAuditRecord:
         inference_id: This model run's id: the KServe v2 request id and the results'
             identifier (the request id itself, or ``<request id>:<model>`` in a consult).
         operation: ``infer`` or ``consult``.
-        model: Model name.
-        version: Model version.
-        output_type: FHIR type of the results.
+        model: Model name; empty when the call failed before naming a known model (one
+            record then stands for the whole call).
+        version: Model version; empty likewise.
+        output_type: FHIR type of the results; empty likewise.
         backend: ``triton`` or ``torch``.
         endpoint: ``host:port`` of the server, empty for torch.
         accelerator: Accelerator kind of the placement.

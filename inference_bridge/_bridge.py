@@ -382,9 +382,9 @@ class InferenceBridge:
             his_sdk.errors.DeadlineExceededError: The deadline passed.
             NoPlacementAvailableError: No placement answered.
         """
-        deadline = self._deadline(request.timeout)
         run = _Run(None, call.request_id, time.monotonic(), _now())
         try:
+            deadline = self._deadline(request.timeout)
             entry = run.entry = self.catalog.get(request.model, request.version)
             await self._authorize(call, entry, request.patient_id)
             inputs = ModelInputs(request.resources, request.features, request.patient_id)
@@ -417,27 +417,14 @@ class InferenceBridge:
                 named as specialist, a bad ``top_k``, or no generalist configured when asked.
             Everything :meth:`infer` raises.
         """
-        deadline = self._deadline(request.timeout)
-        top_k = request.top_k or self.settings.consult.default_top_k
-        if not 1 <= top_k <= self.settings.consult.max_top_k:
-            raise his_sdk.errors.InvalidRequestError(
-                f"top_k must be between 1 and {self.settings.consult.max_top_k}"
-            )
-        if not request.specialists:
-            raise his_sdk.errors.InvalidRequestError("a consult needs at least one specialist")
-        entries = [self.catalog.get(name) for name in request.specialists]
-        if len({e.key for e in entries}) != len(entries):
-            raise his_sdk.errors.InvalidRequestError("a specialist is named twice")
-        for entry in entries:
-            if entry.task == "generalist":
-                raise his_sdk.errors.InvalidRequestError(f"{entry.key} is a generalist")
-        generalist = None
-        if request.generalist:
-            if self._generalist is None:
-                raise his_sdk.errors.InvalidRequestError("no generalist model is configured")
-            generalist = self._generalist
-            needed = int(generalist.fhir.options.get("neighbours", 0))
-            top_k = max(top_k, needed)
+        try:
+            deadline = self._deadline(request.timeout)
+            entries, generalist, top_k = self._plan_consult(request)
+        except BaseException as exc:
+            # The request names no runnable set of models: one record for the whole call.
+            run = _Run(None, call.request_id, time.monotonic(), _now())
+            await self._record(call, run, "consult", request.patient_id, exc)
+            raise
         planned = [*entries, *([generalist] if generalist is not None else [])]
         runs = [
             (e, _Run(e, f"{call.request_id}:{e.name}", time.monotonic(), _now())) for e in planned
@@ -492,6 +479,30 @@ class InferenceBridge:
             everything += decided.resources
         bundle = collection_bundle(everything, _now())
         return ConsultResult(call.request_id, opinions, decided, bundle, text)
+
+    def _plan_consult(
+        self, request: ConsultRequest
+    ) -> tuple[list[ModelEntry], ModelEntry | None, int]:
+        top_k = request.top_k or self.settings.consult.default_top_k
+        if not 1 <= top_k <= self.settings.consult.max_top_k:
+            raise his_sdk.errors.InvalidRequestError(
+                f"top_k must be between 1 and {self.settings.consult.max_top_k}"
+            )
+        if not request.specialists:
+            raise his_sdk.errors.InvalidRequestError("a consult needs at least one specialist")
+        entries = [self.catalog.get(name) for name in request.specialists]
+        if len({e.key for e in entries}) != len(entries):
+            raise his_sdk.errors.InvalidRequestError("a specialist is named twice")
+        for entry in entries:
+            if entry.task == "generalist":
+                raise his_sdk.errors.InvalidRequestError(f"{entry.key} is a generalist")
+        generalist = None
+        if request.generalist:
+            if self._generalist is None:
+                raise his_sdk.errors.InvalidRequestError("no generalist model is configured")
+            generalist = self._generalist
+            top_k = max(top_k, int(generalist.fhir.options.get("neighbours", 0)))
+        return entries, generalist, top_k
 
     async def _audited_run(
         self,

@@ -26,11 +26,10 @@ from his_sdk.adapter import (
 )
 
 from ._conceptmap import load_concept_maps
-from ._convert import Context, convert_message, model_for
+from ._convert import Context, model_for
 from ._inbound import InboundOptions, InboundProcessor
 from ._index import PARAMS
 from ._mllp import MllpListener
-from ._parser import Hl7ParseError, parse_message
 from ._search import conditions_for, definitions_for
 from ._sender import (
     AckRejectedError,
@@ -41,7 +40,6 @@ from ._sender import (
 )
 from ._settings import Hl7v2Settings
 from ._store import (
-    ConversionFailure,
     ConversionOutput,
     Hl7Store,
     MessageFilter,
@@ -50,6 +48,7 @@ from ._store import (
     OutboundStatus,
     StoredMessage,
 )
+from ._workers import ConversionPool, convert_raw_message
 
 __all__ = ["Hl7v2Adapter"]
 
@@ -92,6 +91,7 @@ class Hl7v2Adapter:
         self.mapping_version = fingerprint
         self.store = Hl7Store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
         self._processor: InboundProcessor | None = None
+        self._pool: ConversionPool | None = None
         self._listener: MllpListener | None = None
         self._sender: Hl7Sender | None = None
         self._send_lock = asyncio.Lock()
@@ -118,6 +118,8 @@ class Hl7v2Adapter:
         if s.create_schema:
             with _db_errors():
                 await asyncio.to_thread(self.store.create_schema)
+        if s.conversion_processes and self._pool is None:
+            self._pool = ConversionPool(s.conversion_processes, self._ctx, s.fallback_charset)
         self._processor = InboundProcessor(
             self.store,
             self.convert_raw,
@@ -133,6 +135,7 @@ class Hl7v2Adapter:
                 max_batch=s.max_batch,
             ),
             self.mapping_version,
+            convert_many=self._pool.convert_many if self._pool is not None else None,
         )
         await self._processor.start()
         if s.listen is not None:
@@ -170,6 +173,9 @@ class Hl7v2Adapter:
         if self._processor is not None:
             await self._processor.close()
             self._processor = None
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.close)
+            self._pool = None
         if self._sender is not None:
             await self._sender.close()
             self._sender = None
@@ -188,11 +194,7 @@ class Hl7v2Adapter:
         Raises:
             ConversionFailure: The message cannot be parsed or converted.
         """
-        try:
-            msg = parse_message(raw, fallback_charset=self.settings.fallback_charset)
-        except Hl7ParseError as exc:
-            raise ConversionFailure(f"parse error: {exc}") from exc
-        return convert_message(msg, self._ctx)
+        return convert_raw_message(raw, self._ctx, self.settings.fallback_charset)
 
     async def replay(self, message_ids: Sequence[int]) -> dict[int, MessageStatus]:
         """Convert stored messages again through the current mappings (dead letters too).

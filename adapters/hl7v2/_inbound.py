@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from ._parser import (
     parse_message,
 )
 from ._store import (
+    BatchConverter,
     ConversionOutput,
     Hl7Store,
     IngestItem,
@@ -167,8 +169,10 @@ class InboundProcessor:
         converter: Callable[[bytes], ConversionOutput],
         options: InboundOptions,
         mapping_version: str,
+        convert_many: BatchConverter | None = None,
     ) -> None:
         self.store = store
+        self._convert_many = convert_many
         self.options = options
         self.metrics = ChannelMetrics(options.channel)
         self._converter = converter
@@ -210,10 +214,13 @@ class InboundProcessor:
                         break
                     outcome = await loop.run_in_executor(
                         self._convert_executor,
-                        self.store.convert_stored,
-                        ids,
-                        self._converter,
-                        self._mapping_version,
+                        functools.partial(
+                            self.store.convert_stored,
+                            ids,
+                            self._converter,
+                            self._mapping_version,
+                            convert_many=self._convert_many,
+                        ),
                     )
                 except Exception as exc:
                     _log.error(

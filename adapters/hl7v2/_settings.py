@@ -128,6 +128,9 @@ class Hl7v2Settings(BaseModel):
     convert_before_ack: bool = True
     """Original mode: convert before answering, so a mapping failure is answered AE.
     False answers AA once stored and converts in the background."""
+    conversion_processes: int = Field(default=0, ge=0, le=64)
+    """Worker processes for background conversion (``convert_before_ack: false``, enhanced
+    mode); 0 converts in a thread of the adapter's process."""
     store_unsupported: bool = False
     """Store and accept message types without a mapping (status skipped) instead of AR."""
     honor_enhanced_mode: bool = True

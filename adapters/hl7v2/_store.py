@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ._index import IndexRow, index_rows
+from ._index import index_rows
 
 __all__ = [
     "ConversionFailure",
@@ -181,6 +181,9 @@ class ConversionFailure(Exception):
 Converter = Callable[[bytes], ConversionOutput]
 """Parse and convert raw message bytes; raises :class:`ConversionFailure`."""
 
+BatchConverter = Callable[[Sequence[bytes]], "list[ConversionOutput | str]"]
+"""Convert several raw messages in order: each output, or the reason its conversion failed."""
+
 
 @dataclass(frozen=True)
 class IngestItem:
@@ -295,6 +298,89 @@ class OutboundRecord:
     updated_at: datetime = field(default_factory=_now)
 
 
+@dataclass
+class _ResourceState:
+    """One resource while a batch is applied: as stored, or as last written by the batch."""
+
+    version: int
+    source_time: datetime | None
+    stored: str | None
+    exists: bool
+    resource: dict[str, Any] | None = None
+    message_id: int | None = None
+    original: str | None = None
+    """The JSON stored before the batch (what the search index currently reflects)."""
+
+    def content(self) -> dict[str, Any]:
+        if self.resource is None:
+            assert self.stored is not None
+            self.resource = json.loads(self.stored)
+        return self.resource
+
+
+_INSERT_MESSAGE = messages_table.insert()
+_MARK_FAILED = (
+    messages_table.update()
+    .where(messages_table.c.id == sa.bindparam("b_id"))
+    .values(
+        status=MessageStatus.FAILED.value,
+        error=sa.bindparam("error"),
+        attempts=sa.bindparam("attempts"),
+        mapping_version=sa.bindparam("mapping_version"),
+    )
+)
+_MARK_CONVERTED = (
+    messages_table.update()
+    .where(messages_table.c.id == sa.bindparam("b_id"))
+    .values(
+        status=MessageStatus.CONVERTED.value,
+        error=None,
+        attempts=sa.bindparam("attempts"),
+        converted_at=sa.bindparam("converted_at"),
+        mapping_version=sa.bindparam("mapping_version"),
+    )
+)
+_NOT_CONVERTED = frozenset((MessageStatus.DUPLICATE, MessageStatus.REJECTED, MessageStatus.SKIPPED))
+_SELECT_RESOURCES = sa.select(
+    resources_table.c.resource_id,
+    resources_table.c.version_id,
+    resources_table.c.source_time,
+    resources_table.c.content,
+).where(
+    resources_table.c.resource_type == sa.bindparam("rtype"),
+    resources_table.c.resource_id.in_(sa.bindparam("rids", expanding=True)),
+)
+_INSERT_RESOURCE = resources_table.insert().values(
+    resource_type=sa.bindparam("b_type"),
+    resource_id=sa.bindparam("b_id"),
+    version_id=sa.bindparam("version_id"),
+    last_updated=sa.bindparam("last_updated"),
+    source_time=sa.bindparam("source_time"),
+    message_id=sa.bindparam("message_id"),
+    patient_id=sa.bindparam("patient_id"),
+    content=sa.bindparam("content"),
+)
+_UPDATE_RESOURCE = (
+    resources_table.update()
+    .where(
+        resources_table.c.resource_type == sa.bindparam("b_type"),
+        resources_table.c.resource_id == sa.bindparam("b_id"),
+    )
+    .values(
+        version_id=sa.bindparam("version_id"),
+        last_updated=sa.bindparam("last_updated"),
+        source_time=sa.bindparam("source_time"),
+        message_id=sa.bindparam("message_id"),
+        patient_id=sa.bindparam("patient_id"),
+        content=sa.bindparam("content"),
+    )
+)
+_DELETE_INDEX = search_table.delete().where(
+    search_table.c.resource_type == sa.bindparam("b_type"),
+    search_table.c.resource_id == sa.bindparam("b_id"),
+)
+
+
 class Hl7Store:
     """Message store, FHIR resource store and outbox over one SQLAlchemy engine.
 
@@ -377,14 +463,18 @@ class Hl7Store:
         wanted = {k for k in keys if k is not None}
         known: dict[str, tuple[int, str]] = {}
         if wanted:
-            rows = conn.execute(
+            found = conn.execute(
                 sa.select(t.c.dedup_key, t.c.id, t.c.ack_code).where(t.c.dedup_key.in_(wanted))
             )
-            known = {r.dedup_key: (r.id, r.ack_code) for r in rows}
-        results: list[IngestResult] = []
+            known = {r.dedup_key: (r.id, r.ack_code) for r in found}
         now = _now()
-        for item, key in zip(items, keys, strict=True):
-            base = {
+        # Pass 1 (no SQL): decide each message's row; conversion runs here.
+        rows: list[dict[str, Any] | None] = [None] * len(items)
+        outputs: list[ConversionOutput | None] = [None] * len(items)
+        duplicate_of_position: dict[int, int] = {}
+        first_position: dict[str, int] = {}
+        for position, (item, key) in enumerate(zip(items, keys, strict=True)):
+            base: dict[str, Any] = {
                 "channel": item.channel,
                 "received_at": now,
                 "peer": item.peer[:128],
@@ -400,35 +490,36 @@ class Hl7Store:
                 "patient_id": item.patient_id[:128] if item.patient_id else None,
                 "raw": item.raw,
                 "attempts": 0,
+                "dedup_key": key,
+                "error": None,
+                "duplicate_of": None,
+                "converted_at": None,
+                "mapping_version": None,
             }
             if key is not None and key in known:
                 original_id, original_ack = known[key]
-                new_id = conn.execute(
-                    t.insert().values(
-                        **base,
-                        dedup_key=None,
-                        status=MessageStatus.DUPLICATE.value,
-                        ack_code=original_ack,
-                        duplicate_of=original_id,
-                    )
-                ).inserted_primary_key
-                assert new_id is not None
-                results.append(
-                    IngestResult(
-                        int(new_id[0]),
-                        MessageStatus.DUPLICATE,
-                        duplicate_of=original_id,
-                        original_ack_code=original_ack,
-                    )
+                base.update(
+                    dedup_key=None,
+                    status=MessageStatus.DUPLICATE.value,
+                    ack_code=original_ack,
+                    duplicate_of=original_id,
                 )
+                rows[position] = base
                 continue
+            if key is not None and key in first_position:
+                # Resolved once the earlier message of this batch has its id.
+                duplicate_of_position[position] = first_position[key]
+                base.update(dedup_key=None, status=MessageStatus.DUPLICATE.value)
+                rows[position] = base
+                continue
+            if key is not None:
+                first_position[key] = position
             status = item.status
             error = item.error
             ack = item.ack_code
-            converted: ConversionOutput | None = None
             if status is MessageStatus.RECEIVED and item.convert and converter is not None:
                 try:
-                    converted = converter(item.raw)
+                    outputs[position] = converter(item.raw)
                     status = MessageStatus.CONVERTED
                     ack = "AA"
                 except ConversionFailure as exc:
@@ -437,23 +528,89 @@ class Hl7Store:
                     ack = "AE"
             elif status in (MessageStatus.RECEIVED, MessageStatus.SKIPPED):
                 ack = ack or "AA"
-            values = dict(base, dedup_key=key, status=status.value, ack_code=ack, error=error)
-            if converted is not None:
-                values["converted_at"] = now
-                values["mapping_version"] = mapping_version
-                values["attempts"] = 1
+            base.update(status=status.value, ack_code=ack, error=error)
+            if outputs[position] is not None:
+                base.update(converted_at=now, mapping_version=mapping_version, attempts=1)
             elif status is MessageStatus.FAILED:
-                values["attempts"] = 1
-            pk = conn.execute(t.insert().values(**values)).inserted_primary_key
-            assert pk is not None
-            message_id = int(pk[0])
-            if key is not None:
-                known[key] = (message_id, ack)
-            count = 0
-            if converted is not None:
-                count = self._upsert_resources(conn, converted, message_id)
-            results.append(IngestResult(message_id, status, error=error, resources=count))
+                base["attempts"] = 1
+            rows[position] = base
+        # Pass 2: insert the originals, then the in-batch duplicates pointing at them.
+        ids: list[int] = [0] * len(items)
+        originals = [i for i in range(len(items)) if i not in duplicate_of_position]
+        for position, new_id in zip(
+            originals, self._insert_messages(conn, [rows[i] for i in originals]), strict=True
+        ):
+            ids[position] = new_id
+        if duplicate_of_position:
+            later = sorted(duplicate_of_position)
+            for position in later:
+                row = rows[position]
+                original = rows[duplicate_of_position[position]]
+                assert row is not None and original is not None
+                row.update(
+                    duplicate_of=ids[duplicate_of_position[position]],
+                    ack_code=original["ack_code"],
+                )
+            for position, new_id in zip(
+                later, self._insert_messages(conn, [rows[i] for i in later]), strict=True
+            ):
+                ids[position] = new_id
+        # Pass 3: the resources of the whole batch, in message order, in a few statements.
+        writes: list[tuple[ConversionOutput, int]] = []
+        written_by: list[int] = []
+        for position, output in enumerate(outputs):
+            if output is not None:
+                writes.append((output, ids[position]))
+                written_by.append(position)
+        counts = dict(zip(written_by, self._apply_outputs(conn, writes), strict=True))
+        results: list[IngestResult] = []
+        for position, row in enumerate(rows):
+            assert row is not None
+            status = MessageStatus(row["status"])
+            if status is MessageStatus.DUPLICATE:
+                results.append(
+                    IngestResult(
+                        ids[position],
+                        status,
+                        duplicate_of=row["duplicate_of"],
+                        original_ack_code=row["ack_code"],
+                    )
+                )
+            else:
+                results.append(
+                    IngestResult(
+                        ids[position],
+                        status,
+                        error=row["error"],
+                        resources=counts.get(position, 0),
+                    )
+                )
         return results
+
+    def _insert_messages(
+        self, conn: Connection, rows: Sequence[dict[str, Any] | None]
+    ) -> list[int]:
+        """Insert message rows; returns their ids in the same order."""
+        if not rows:
+            return []
+        params = [row for row in rows if row is not None]
+        if (
+            len(params) > 1
+            and self.engine.dialect.insert_executemany_returning_sort_by_parameter_order
+        ):
+            result = conn.execute(
+                messages_table.insert().returning(
+                    messages_table.c.id, sort_by_parameter_order=True
+                ),
+                params,
+            )
+            return [int(v) for v in result.scalars().all()]
+        out = []
+        for row in params:
+            pk = conn.execute(_INSERT_MESSAGE, row).inserted_primary_key
+            assert pk is not None
+            out.append(int(pk[0]))
+        return out
 
     def mark_ack(self, message_id: int, ack_code: str) -> None:
         """Record the acknowledgment code actually sent for a stored message."""
@@ -465,51 +622,87 @@ class Hl7Store:
             )
 
     def convert_stored(
-        self, message_ids: Iterable[int], converter: Converter, mapping_version: str | None = None
+        self,
+        message_ids: Iterable[int],
+        converter: Converter,
+        mapping_version: str | None = None,
+        *,
+        convert_many: BatchConverter | None = None,
     ) -> dict[int, MessageStatus]:
-        """(Re)convert stored messages through the current mappings, one transaction each.
+        """(Re)convert stored messages through the current mappings, in id order.
 
-        Duplicates, rejected and skipped messages are left alone. A failure marks the message
-        FAILED with the reason and moves on; it never stops the ones after it.
+        Messages are converted outside the write lock and written in one transaction per
+        chunk of 200. Duplicates, rejected and skipped messages are left alone. A failure
+        marks the message FAILED with the reason and moves on; it never stops the ones after
+        it. ``convert_many``, when given, converts each chunk (e.g. in worker processes)
+        instead of calling ``converter`` per message.
         """
         outcome: dict[int, MessageStatus] = {}
         t = messages_table
-        for message_id in message_ids:
-            with self._write_lock, self.engine.begin() as conn:
-                row = conn.execute(
-                    sa.select(t.c.id, t.c.status, t.c.raw, t.c.attempts).where(t.c.id == message_id)
-                ).first()
-                if row is None or row.status in (
-                    MessageStatus.DUPLICATE,
-                    MessageStatus.REJECTED,
-                    MessageStatus.SKIPPED,
-                ):
-                    continue
-                try:
-                    converted = converter(row.raw)
-                except ConversionFailure as exc:
-                    conn.execute(
-                        t.update()
-                        .where(t.c.id == message_id)
-                        .values(
-                            status=MessageStatus.FAILED.value,
-                            error=str(exc),
-                            attempts=row.attempts + 1,
-                            mapping_version=mapping_version,
+        ids = list(message_ids)
+        for start in range(0, len(ids), 200):
+            chunk = ids[start : start + 200]
+            with self.engine.connect() as conn:
+                rows = {
+                    int(row.id): row
+                    for row in conn.execute(
+                        sa.select(t.c.id, t.c.status, t.c.raw, t.c.attempts).where(
+                            t.c.id.in_(chunk)
                         )
                     )
-                    outcome[message_id] = MessageStatus.FAILED
-                    continue
-                self._upsert_resources(conn, converted, message_id)
-                values: dict[str, Any] = {
-                    "status": MessageStatus.CONVERTED.value,
-                    "error": None,
-                    "attempts": row.attempts + 1,
-                    "converted_at": _now(),
-                    "mapping_version": mapping_version,
                 }
-                conn.execute(t.update().where(t.c.id == message_id).values(**values))
-                outcome[message_id] = MessageStatus.CONVERTED
+            # Conversion is pure CPU work: it runs before the write transaction so the
+            # listener's group commits are not held up by it.
+            todo = [
+                rows[message_id]
+                for message_id in chunk
+                if message_id in rows and rows[message_id].status not in _NOT_CONVERTED
+            ]
+            done: list[tuple[int, int, ConversionOutput | str]] = []
+            if convert_many is not None:
+                converted_all = convert_many([row.raw for row in todo])
+                for row, result in zip(todo, converted_all, strict=True):
+                    done.append((int(row.id), row.attempts, result))
+            else:
+                for row in todo:
+                    try:
+                        done.append((int(row.id), row.attempts, converter(row.raw)))
+                    except ConversionFailure as exc:
+                        done.append((int(row.id), row.attempts, str(exc)))
+            if not done:
+                continue
+            with self._write_lock, self.engine.begin() as conn:
+                writes: list[tuple[ConversionOutput, int]] = []
+                failed: list[dict[str, Any]] = []
+                converted: list[dict[str, Any]] = []
+                now = _now()
+                for message_id, attempts, result in done:
+                    if isinstance(result, str):
+                        failed.append(
+                            {
+                                "b_id": message_id,
+                                "error": result,
+                                "attempts": attempts + 1,
+                                "mapping_version": mapping_version,
+                            }
+                        )
+                        outcome[message_id] = MessageStatus.FAILED
+                        continue
+                    writes.append((result, message_id))
+                    converted.append(
+                        {
+                            "b_id": message_id,
+                            "attempts": attempts + 1,
+                            "converted_at": now,
+                            "mapping_version": mapping_version,
+                        }
+                    )
+                    outcome[message_id] = MessageStatus.CONVERTED
+                self._apply_outputs(conn, writes)
+                if failed:
+                    conn.execute(_MARK_FAILED, failed)
+                if converted:
+                    conn.execute(_MARK_CONVERTED, converted)
         return outcome
 
     def pending_ids(self, limit: int = 100) -> list[int]:
@@ -597,73 +790,110 @@ class Hl7Store:
     # ---- FHIR resources ---------------------------------------------------------------
 
     def _upsert_resources(self, conn: Connection, output: ConversionOutput, message_id: int) -> int:
-        r = resources_table
-        s = search_table
+        return self._apply_outputs(conn, [(output, message_id)])[0]
+
+    def _apply_outputs(
+        self, conn: Connection, writes: Sequence[tuple[ConversionOutput, int]]
+    ) -> list[int]:
+        """Write the resources of several converted messages, in order, in a few statements.
+
+        Each resource is read once, the messages' writes are folded in memory in the order
+        given (an older message never overwrites a resource written from a newer one; every
+        applied write bumps the version), and the final state is written with one
+        ``executemany`` per statement. Returns the number of resources each message wrote.
+        """
+        counts = [0] * len(writes)
+        wanted: dict[str, set[str]] = {}
+        for output, _ in writes:
+            for resource in output.resources:
+                wanted.setdefault(resource["resourceType"], set()).add(resource["id"])
+        if not wanted:
+            return counts
+        state: dict[tuple[str, str], _ResourceState] = {}
+        for rtype, ids in wanted.items():
+            ordered = sorted(ids)
+            for start in range(0, len(ordered), 500):
+                rows = conn.execute(
+                    _SELECT_RESOURCES, {"rtype": rtype, "rids": ordered[start : start + 500]}
+                )
+                for row in rows:
+                    state[(rtype, row.resource_id)] = _ResourceState(
+                        version=row.version_id,
+                        source_time=row.source_time,
+                        stored=row.content,
+                        exists=True,
+                        original=row.content,
+                    )
         now = _now()
-        source_time = _naive_utc(output.source_time)
-        written = 0
-        index: list[IndexRow] = []
-        replaced: list[tuple[str, str]] = []
-        for resource in output.resources:
-            rtype = resource["resourceType"]
-            rid = resource["id"]
-            current = conn.execute(
-                sa.select(r.c.version_id, r.c.source_time, r.c.content).where(
-                    r.c.resource_type == rtype, r.c.resource_id == rid
+        stamp = now.replace(tzinfo=UTC).isoformat(timespec="milliseconds")
+        changed: dict[tuple[str, str], _ResourceState] = {}
+        for position, (output, message_id) in enumerate(writes):
+            source_time = _naive_utc(output.source_time)
+            for resource in output.resources:
+                key = (resource["resourceType"], resource["id"])
+                current = state.get(key)
+                if (
+                    current is not None
+                    and current.source_time is not None
+                    and (source_time is not None and source_time < current.source_time)
+                ):
+                    # An older message arriving late must not overwrite newer data.
+                    continue
+                version = 1 if current is None else current.version + 1
+                merge = resource.pop("_merge", None)
+                if merge and current is not None:
+                    resource = _merge_resource(current.content(), resource, merge)
+                resource["meta"] = {
+                    **resource.get("meta", {}),
+                    "versionId": str(version),
+                    "lastUpdated": stamp,
+                }
+                entry = _ResourceState(
+                    version=version,
+                    source_time=source_time,
+                    stored=None,
+                    exists=current is not None and current.exists,
+                    original=current.original if current is not None else None,
+                    resource=resource,
+                    message_id=message_id,
                 )
-            ).first()
-            if (
-                current is not None
-                and current.source_time is not None
-                and (source_time is not None and source_time < current.source_time)
-            ):
-                # An older message arriving late must not overwrite newer data.
-                continue
-            version = 1 if current is None else current.version_id + 1
-            merge = resource.pop("_merge", None)
-            if merge and current is not None:
-                resource = _merge_resource(json.loads(current.content), resource, merge)
-            resource["meta"] = {
-                **resource.get("meta", {}),
-                "versionId": str(version),
-                "lastUpdated": now.replace(tzinfo=UTC).isoformat(timespec="milliseconds"),
+                state[key] = changed[key] = entry
+                counts[position] += 1
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        index: list[dict[str, Any]] = []
+        reindex: list[dict[str, str]] = []
+        for (rtype, rid), entry in changed.items():
+            resource = entry.content()
+            params: dict[str, Any] = {
+                "b_type": rtype,
+                "b_id": rid,
+                "version_id": entry.version,
+                "last_updated": now,
+                "source_time": entry.source_time,
+                "message_id": entry.message_id,
+                "patient_id": _patient_of(resource),
+                "content": json.dumps(resource, separators=(",", ":"), ensure_ascii=False),
             }
-            content = json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
-            patient = _patient_of(resource)
-            if current is None:
-                conn.execute(
-                    r.insert().values(
-                        resource_type=rtype,
-                        resource_id=rid,
-                        version_id=version,
-                        last_updated=now,
-                        source_time=source_time,
-                        message_id=message_id,
-                        patient_id=patient,
-                        content=content,
-                    )
-                )
+            if not entry.exists:
+                inserts.append(params)
             else:
-                conn.execute(
-                    r.update()
-                    .where(r.c.resource_type == rtype, r.c.resource_id == rid)
-                    .values(
-                        version_id=version,
-                        last_updated=now,
-                        source_time=source_time,
-                        message_id=message_id,
-                        patient_id=patient,
-                        content=content,
-                    )
-                )
-                replaced.append((rtype, rid))
-            index.extend(index_rows(resource))
-            written += 1
-        for rtype, rid in replaced:
-            conn.execute(s.delete().where(s.c.resource_type == rtype, s.c.resource_id == rid))
+                updates.append(params)
+                if entry.original is not None and _same_content(entry.original, resource):
+                    # Same content as stored (a resend, a patient repeated in every
+                    # message): its search rows stay as they are.
+                    continue
+                reindex.append({"b_type": rtype, "b_id": rid})
+            index.extend(entry_row._asdict() for entry_row in index_rows(resource))
+        if inserts:
+            conn.execute(_INSERT_RESOURCE, inserts)
+        if updates:
+            conn.execute(_UPDATE_RESOURCE, updates)
+        if reindex:
+            conn.execute(_DELETE_INDEX, reindex)
         if index:
-            conn.execute(s.insert(), [row._asdict() for row in index])
-        return written
+            conn.execute(search_table.insert(), index)
+        return counts
 
     def get_resource(self, resource_type: str, resource_id: str) -> StoredResource | None:
         """One stored resource, or None."""
@@ -831,6 +1061,24 @@ def _patient_of(resource: dict[str, Any]) -> str | None:
         if isinstance(text, str) and text.startswith("Patient/"):
             return text[8:]
     return None
+
+
+def _same_content(stored: str, resource: dict[str, Any]) -> bool:
+    """Whether ``resource`` equals the stored JSON apart from ``versionId``/``lastUpdated``."""
+    before: dict[str, Any] = json.loads(stored)
+    return _without_version(before) == _without_version(resource)
+
+
+def _without_version(resource: dict[str, Any]) -> dict[str, Any]:
+    out = dict(resource)
+    meta = out.get("meta")
+    if isinstance(meta, dict):
+        rest = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+        if rest:
+            out["meta"] = rest
+        else:
+            del out["meta"]
+    return out
 
 
 def _merge_resource(

@@ -7,7 +7,7 @@ import importlib
 import logging
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -101,6 +101,17 @@ class Gateway:
                 auditor=CallAuditor(self.audit),
                 approvals_configured=self.approvals is not None,
             )
+        self.inference: Any = None
+        """The inference bridge extension; None unless ``inference.enabled``."""
+        if settings.inference.enabled:
+            factory = _import(settings.inference.implementation, "inference.implementation")
+            self.inference = factory(
+                settings.inference.settings,
+                policy=self.policy,
+                facts=self.router.facts_provider,
+                audit=self.audit,
+                facts_ttl_seconds=settings.policy.patient_facts_ttl_seconds,
+            )
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._health_task: asyncio.Task[None] | None = None
@@ -119,6 +130,8 @@ class Gateway:
             await adapter.start()
         if self.approvals is not None:
             await self.approvals.start()
+        if self.inference is not None:
+            await self.inference.start()
         options = [
             ("grpc.max_receive_message_length", self.settings.server.max_message_bytes),
             ("grpc.max_send_message_length", self.settings.server.max_message_bytes),
@@ -144,6 +157,8 @@ class Gateway:
                 ToolRegistryServicer(self.tools), server
             )
             extra_services += (tools_pb2.DESCRIPTOR.services_by_name["ToolRegistry"].full_name,)
+        if self.inference is not None:
+            extra_services += tuple(self.inference.add_to_server(server))
         if self.settings.server.reflection:
             reflection.enable_server_reflection(
                 (
@@ -195,6 +210,8 @@ class Gateway:
             self._server = None
         if self.approvals is not None:
             await self.approvals.close()
+        if self.inference is not None:
+            await self.inference.close()
         for _, adapter in self._adapters:
             await adapter.close()
         if self.audit is not None:
@@ -334,3 +351,11 @@ async def serve(settings: GatewaySettings) -> None:
     await stop.wait()
     _log.info("shutting down")
     await gateway.stop()
+
+
+def _import(target: str, setting: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"{setting}: cannot import {target!r}: {exc}") from exc

@@ -319,7 +319,11 @@ async def test_consult_request_errors(bridge, clinician_call, audit):
     denied = make_call(make_principal("user/RiskAssessment.c"))
     with pytest.raises(his_sdk.errors.PermissionDeniedError):
         await bridge.consult(denied, ConsultRequest((BREAST, DIABETES), patient_id="p1"))
-    assert [r.outcome for r in audit.records] == [InferenceOutcome.DENIED] * 2
+    # One record per malformed consult, one per model of a denied one.
+    assert [r.outcome for r in audit.records] == [InferenceOutcome.INVALID] * 4 + [
+        InferenceOutcome.DENIED
+    ] * 2
+    assert [r.model for r in audit.records[:4]] == [""] * 4
 
 
 async def test_generalist_only_when_configured(policy, clinician_call, samples):

@@ -7,7 +7,9 @@ without a full grammar of each message structure.
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -358,9 +360,24 @@ def is_supported(message_code: str, trigger_event: str) -> bool:
     return (message_code.upper(), trigger_event.upper()) in SUPPORTED_EVENTS
 
 
+_VALIDATED_MAX = 8192
+_validated: dict[str, None] = {}
+"""JSON of resources that passed validation recently (insertion order, oldest first)."""
+_validated_lock = threading.Lock()
+
+
 def _validate(resource: JSON) -> None:
-    model = get_fhir_model_class(resource["resourceType"])
+    """Validate one resource with its ``fhir.resources`` R4B model.
+
+    Validation depends only on the content, so content that validated before (a patient
+    resent with every message, an unchanged order) is not validated again: the compact JSON
+    of each valid resource is remembered, the most recent ``_VALIDATED_MAX`` of them.
+    """
     body = {k: v for k, v in resource.items() if k != "_merge"}
+    key = json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
+    if key in _validated:
+        return
+    model = get_fhir_model_class(resource["resourceType"])
     try:
         model.model_validate(body)
     except pydantic.ValidationError as exc:
@@ -371,6 +388,10 @@ def _validate(resource: JSON) -> None:
         raise ConversionFailure(
             f"{resource['resourceType']} failed FHIR validation at {where}"
         ) from exc
+    with _validated_lock:
+        _validated[key] = None
+        while len(_validated) > _VALIDATED_MAX:
+            del _validated[next(iter(_validated))]
 
 
 def convert_message(msg: Message, ctx: Context) -> ConversionOutput:
