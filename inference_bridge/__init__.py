@@ -50,6 +50,7 @@ from inference_bridge._errors import (
     ModelNotFoundError,
     NoPlacementAvailableError,
 )
+from inference_bridge._gateway import GatewayInference, gateway_extension
 from inference_bridge._processors import (
     CodedFeatures,
     ConsultContext,
@@ -71,7 +72,6 @@ from inference_bridge._routing import (
     Router,
     RoutingPreferences,
 )
-from inference_bridge._gateway import GatewayInference, gateway_extension
 from inference_bridge._servicer import INFERENCE_SERVICE, InferenceServicer, add_to_server
 from inference_bridge._settings import (
     BreakerSettings,
@@ -85,8 +85,6 @@ from inference_bridge._tensors import EncodedInput, EncodedInputs, decode_output
 
 __all__ = [
     "INFERENCE_SERVICE",
-    "GatewayInference",
-    "gateway_extension",
     "SHIPPED_CATALOG",
     "Backend",
     "BackendCall",
@@ -109,6 +107,7 @@ __all__ = [
     "EncodedInputs",
     "FeatureSpec",
     "FhirMapping",
+    "GatewayInference",
     "InferenceAuditRecord",
     "InferenceAuditSink",
     "InferenceBackend",
@@ -149,6 +148,7 @@ __all__ = [
     "add_to_server",
     "decode_outputs",
     "encode_inputs",
+    "gateway_extension",
     "models",
     "render_consult",
 ]

@@ -63,7 +63,7 @@ def test_infer_through_the_gateway_is_authorized_and_audited(gateway_with_bridge
         with pytest.raises(grpc.RpcError) as denied:
             stub.Infer(request, metadata=(("authorization", f"Bearer {outsider}"),), timeout=30)
     assert denied.value.code() is grpc.StatusCode.PERMISSION_DENIED
-    assert [r.resource_type for r in response.resources][0] == "RiskAssessment"
+    assert response.resources[0].resource_type == "RiskAssessment"
     gateway_with_bridge.audit.flush()
     events = [row.event for row in gateway_with_bridge.audit.outbox.events()]
     operations = [
