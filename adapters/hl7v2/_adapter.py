@@ -120,6 +120,7 @@ class Hl7v2Adapter:
                 await asyncio.to_thread(self.store.create_schema)
         if s.conversion_processes and self._pool is None:
             self._pool = ConversionPool(s.conversion_processes, self._ctx, s.fallback_charset)
+            await asyncio.to_thread(self._pool.warm_up)
         self._processor = InboundProcessor(
             self.store,
             self.convert_raw,

@@ -34,6 +34,10 @@ def _init_worker(ctx: Context, fallback_charset: str) -> None:
     _worker_settings = (ctx, fallback_charset)
 
 
+def _ready() -> bool:
+    return _worker_settings is not None
+
+
 def _convert_in_worker(raws: Sequence[bytes]) -> list[ConversionOutput | str]:
     if _worker_settings is None:
         raise RuntimeError("conversion worker started without its settings")
@@ -66,6 +70,13 @@ class ConversionPool:
             initializer=_init_worker,
             initargs=(ctx, fallback_charset),
         )
+
+    def warm_up(self) -> None:
+        """Start the worker processes now rather than on the first conversion (blocks)."""
+        futures = [self._executor.submit(_ready) for _ in range(self._processes)]
+        for future in futures:
+            if not future.result():
+                raise RuntimeError("conversion worker started without its settings")
 
     def convert_many(self, raws: Sequence[bytes]) -> list[ConversionOutput | str]:
         """Convert messages in order: each result is the output or the failure reason.

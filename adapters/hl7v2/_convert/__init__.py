@@ -374,8 +374,11 @@ def _validate(resource: JSON) -> None:
     of each valid resource is remembered, the most recent ``_VALIDATED_MAX`` of them.
     """
     body = {k: v for k, v in resource.items() if k != "_merge"}
-    key = json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
-    if key in _validated:
+    try:
+        key: str | None = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        key = None  # not plain JSON: always validated, never remembered
+    if key is not None and key in _validated:
         return
     model = get_fhir_model_class(resource["resourceType"])
     try:
@@ -388,6 +391,8 @@ def _validate(resource: JSON) -> None:
         raise ConversionFailure(
             f"{resource['resourceType']} failed FHIR validation at {where}"
         ) from exc
+    if key is None:
+        return
     with _validated_lock:
         _validated[key] = None
         while len(_validated) > _VALIDATED_MAX:

@@ -1,7 +1,7 @@
 import asyncio
 
 import sqlalchemy as sa
-from hl7v2_helpers import Client, adt
+from hl7v2_helpers import Client, adt, hl7
 
 from adapters.hl7v2 import MessageFilter, MessageStatus, read_ack
 from adapters.hl7v2._store import IngestItem
@@ -99,3 +99,26 @@ async def test_one_batch_folds_writes_in_order_and_detects_duplicates(adapter):
             "Patient", family(value), after_id=None, limit=10, include_total=False
         )
         assert len(found) == expected, value
+
+
+async def test_deferred_conversion_in_worker_process(make_adapter):
+    adapter = await make_adapter(convert_before_ack=False, conversion_processes=1)
+    bad = hl7("MSH|^~\\&|A|B|C|D|2024||ADT^A01|W0|P|2.5", "PID|1||||Doe^J")
+    messages = [bad] + [adt(f"W{i}", mrn=f"M{i % 3}") for i in range(1, 8)]
+    acks = await _send_concurrently(adapter, messages)
+    # AA once stored: a mapping failure can no longer be answered AE.
+    assert [a.code for a in acks] == ["AA"] * 8
+    for _ in range(200):
+        rows = await adapter.find_messages(MessageFilter())
+        if len(rows) == 8 and all(r.status is not MessageStatus.RECEIVED for r in rows):
+            break
+        await asyncio.sleep(0.05)
+    status = {r.control_id: r.status for r in rows}
+    assert status.pop("W0") is MessageStatus.FAILED
+    assert set(status.values()) == {MessageStatus.CONVERTED}
+    dead = await adapter.dead_letters()
+    assert [d.control_id for d in dead] == ["W0"] and "PID-3" in (dead[0].error or "")
+    patients, _ = adapter.store.search_resources(
+        "Patient", [], after_id=None, limit=10, include_total=False
+    )
+    assert len(patients) == 3
