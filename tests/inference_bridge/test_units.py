@@ -21,6 +21,8 @@ from tests.inference_bridge.ib_helpers import BREAST, DIABETES, GENERALIST
 def test_public_exports_are_pinned():
     assert set(inference_bridge.__all__) == {
         "INFERENCE_SERVICE",
+        "GatewayInference",
+        "gateway_extension",
         "SHIPPED_CATALOG",
         "Backend",
         "BackendCall",
