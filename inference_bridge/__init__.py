@@ -82,6 +82,7 @@ from inference_bridge._settings import (
     TritonSettings,
 )
 from inference_bridge._tensors import EncodedInput, EncodedInputs, decode_outputs, encode_inputs
+from inference_bridge._tools import ModelTool, ModelTools
 
 __all__ = [
     "INFERENCE_SERVICE",
@@ -123,6 +124,8 @@ __all__ = [
     "ModelEntry",
     "ModelInputs",
     "ModelNotFoundError",
+    "ModelTool",
+    "ModelTools",
     "ModelView",
     "Neighbour",
     "NoPlacementAvailableError",

@@ -214,6 +214,8 @@ class ModelEntry(_Frozen):
     """Reference case library (``.npz``) of this model's embeddings."""
     allowed_roles: tuple[str, ...] = ()
     """When set, the caller needs one of these roles, beside the policy's decision."""
+    risk: Literal["low", "medium", "high"] = "medium"
+    """Risk of the model's ``infer_<model>`` tool in the gateway's tool registry."""
     placements: tuple[Placement, ...] = ()
     """Where it runs."""
 

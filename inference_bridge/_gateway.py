@@ -21,6 +21,7 @@ from inference_bridge._audit import InferenceAuditRecord
 from inference_bridge._bridge import InferenceBridge
 from inference_bridge._servicer import INFERENCE_SERVICE, add_to_server
 from inference_bridge._settings import InferenceSettings
+from inference_bridge._tools import ModelTools
 
 __all__ = ["GatewayInference", "gateway_extension"]
 
@@ -71,6 +72,10 @@ class GatewayInference:
     async def close(self) -> None:
         """Close every backend."""
         await self.bridge.close()
+
+    def tool_source(self) -> ModelTools:
+        """The catalog's models as tools of the gateway's registry (``infer_<model>``)."""
+        return ModelTools(self.bridge)
 
     def add_to_server(self, server: grpc.aio.Server) -> list[str]:
         """Register InferenceService; return the service names for reflection."""

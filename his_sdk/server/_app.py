@@ -86,6 +86,17 @@ class Gateway:
             writes=self.approvals,
             auditor=CallAuditor(self.audit),
         )
+        self.inference: Any = None
+        """The inference bridge extension; None unless ``inference.enabled``."""
+        if settings.inference.enabled:
+            factory = _import(settings.inference.implementation, "inference.implementation")
+            self.inference = factory(
+                settings.inference.settings,
+                policy=self.policy,
+                facts=self.router.facts_provider,
+                audit=self.audit,
+                facts_ttl_seconds=settings.policy.patient_facts_ttl_seconds,
+            )
         self.tools: ToolRegistry | None = None
         """The tool registry; None when ``tools.enabled`` is false."""
         if settings.tools.enabled:
@@ -100,17 +111,7 @@ class Gateway:
                 policy=self.policy,
                 auditor=CallAuditor(self.audit),
                 approvals_configured=self.approvals is not None,
-            )
-        self.inference: Any = None
-        """The inference bridge extension; None unless ``inference.enabled``."""
-        if settings.inference.enabled:
-            factory = _import(settings.inference.implementation, "inference.implementation")
-            self.inference = factory(
-                settings.inference.settings,
-                policy=self.policy,
-                facts=self.router.facts_provider,
-                audit=self.audit,
-                facts_ttl_seconds=settings.policy.patient_facts_ttl_seconds,
+                model_tools=_model_tools(self.inference),
             )
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
@@ -359,3 +360,9 @@ def _import(target: str, setting: str) -> Any:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"{setting}: cannot import {target!r}: {exc}") from exc
+
+
+def _model_tools(inference: Any) -> Any:
+    """The inference extension's tool source (``tool_source()``), if it offers one."""
+    source = getattr(inference, "tool_source", None)
+    return source() if callable(source) else None

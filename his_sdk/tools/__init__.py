@@ -4,9 +4,10 @@ A :class:`ToolDescriptor` documents each tool: schemas, provenance, validation e
 and the permission it needs. :class:`ToolRegistry` lists and invokes tools under the
 gateway's policy and audit; high-risk tools become approval requests answered with a FHIR
 Task. Tools come from the gateway's FHIR interactions, the shipped
-:mod:`his_sdk.tools.calculators` and integrator functions declared in ``tools.registered``
-(:class:`FunctionTool`). :class:`ToolRegistryServicer` serves the registry over gRPC and
-:data:`mcp_command` (``his mcp``) over MCP.
+:mod:`his_sdk.tools.calculators`, integrator functions declared in ``tools.registered``
+(:class:`FunctionTool`) and, when the gateway has an inference bridge, its catalog's models
+(through a :class:`ModelToolSource`). :class:`ToolRegistryServicer` serves the registry over
+gRPC and :data:`mcp_command` (``his mcp``) over MCP.
 """
 
 from his_sdk.tools._cli import mcp_command
@@ -32,6 +33,7 @@ from his_sdk.tools._registry import ToolRegistry
 from his_sdk.tools._servicer import ToolRegistryServicer
 from his_sdk.tools._tool import (
     FunctionTool,
+    ModelToolSource,
     Tool,
     ToolCall,
     ToolFunction,
@@ -41,6 +43,7 @@ from his_sdk.tools._tool import (
 
 __all__ = [
     "FunctionTool",
+    "ModelToolSource",
     "Provenance",
     "RequiredPermission",
     "RiskLevel",

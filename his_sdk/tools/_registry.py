@@ -24,7 +24,7 @@ from his_sdk.config import ToolSettings
 from his_sdk.policy import AccessRequest, PolicyEngine
 from his_sdk.tools._fhir_tools import fhir_tools
 from his_sdk.tools._model import RiskLevel, ToolDescriptor, ValidationStatus
-from his_sdk.tools._tool import Tool, ToolCall, ToolOutcome, load_function_tool
+from his_sdk.tools._tool import ModelToolSource, Tool, ToolCall, ToolOutcome, load_function_tool
 from his_sdk.tools.calculators import SHIPPED_CALCULATORS
 
 if TYPE_CHECKING:
@@ -101,8 +101,11 @@ class ToolRegistry:
         policy: PolicyEngine,
         auditor: CallAuditor,
         approvals_configured: bool,
+        model_tools: ModelToolSource | None = None,
     ) -> ToolRegistry:
         """The FHIR tools of the served types, the shipped calculators and integrator tools.
+
+        ``model_tools`` adds the tools of an extension (the inference bridge's models).
 
         Raises:
             ValueError: An integrator tool cannot be imported, or names collide.
@@ -117,6 +120,8 @@ class ToolRegistry:
         tools.extend(
             load_function_tool(t.implementation, t.descriptor) for t in settings.registered
         )
+        if model_tools is not None:
+            tools.extend(model_tools.tools())
         return cls(tools, policy=policy, auditor=auditor, approvals_configured=approvals_configured)
 
     def names(self) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FunctionTool",
+    "ModelToolSource",
     "Tool",
     "ToolCall",
     "ToolFunction",
@@ -85,6 +86,19 @@ class Tool(Protocol):
 
     async def run(self, call: ToolCall) -> ToolOutcome:
         """Run the tool (or queue it); raise ``his_sdk.errors.HisError`` subclasses."""
+        ...
+
+
+@runtime_checkable
+class ModelToolSource(Protocol):
+    """Tools offered by a gateway extension (the inference bridge's catalog models).
+
+    The gateway passes the extension's source to the registry, so this package never imports
+    the extension: each tool it yields is served and governed like any other.
+    """
+
+    def tools(self) -> Iterable[Tool]:
+        """The tools to serve; names must not collide with other tools."""
         ...
 
 

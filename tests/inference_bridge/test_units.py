@@ -60,6 +60,8 @@ def test_public_exports_are_pinned():
         "ModelEntry",
         "ModelInputs",
         "ModelNotFoundError",
+        "ModelTool",
+        "ModelTools",
         "ModelView",
         "Neighbour",
         "NoPlacementAvailableError",

@@ -8,6 +8,7 @@ import his_sdk.tools.calculators
 def test_exports_are_pinned():
     assert set(his_sdk.tools.__all__) == {
         "FunctionTool",
+        "ModelToolSource",
         "Provenance",
         "RequiredPermission",
         "RiskLevel",
