@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 import grpc
 
 __all__ = [
+    "ERROR_CLASS_METADATA_KEY",
+    "OUTCOME_METADATA_KEY",
     "AuthenticationError",
     "CancelledError",
     "ConflictError",
@@ -48,6 +50,11 @@ __all__ = [
     "UpstreamUnavailableError",
     "error_class_for",
 ]
+
+OUTCOME_METADATA_KEY = "his-operation-outcome-bin"
+"""gRPC trailing metadata key carrying the OperationOutcome JSON of a failed call."""
+ERROR_CLASS_METADATA_KEY = "his-error"
+"""gRPC trailing metadata key naming the ``his_sdk.errors`` class of a failed call."""
 
 _BY_STATUS: dict[grpc.StatusCode, type[HisError]] = {}
 _BY_NAME: dict[str, type[HisError]] = {}

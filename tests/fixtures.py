@@ -128,17 +128,3 @@ def _match(data: dict[str, Any], criterion: Any) -> bool:
         for v in criterion.values
         for s, c in codes
     )
-
-
-def load_bundle(path: Path, types: Iterable[str]) -> list[dict[str, Any]]:
-    """The resources of the given types in a Synthea bundle, with urn:uuid references fixed."""
-    wanted = set(types)
-    bundle = json.loads(path.read_text())
-    text = json.dumps([e["resource"] for e in bundle["entry"]])
-    ids = {
-        e["fullUrl"]: f"{e['resource']['resourceType']}/{e['resource']['id']}"
-        for e in bundle["entry"]
-    }
-    for full_url, ref in ids.items():
-        text = text.replace(f'"{full_url}"', f'"{ref}"')
-    return [r for r in json.loads(text) if r["resourceType"] in wanted]

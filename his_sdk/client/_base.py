@@ -40,8 +40,8 @@ SearchParams = Mapping[str, str | Sequence[str]] | Sequence[tuple[str, str]] | N
 Token = str | Callable[[], str] | None
 """A bearer token, or a function returning a fresh one per call."""
 
-OUTCOME_METADATA_KEY = "his-operation-outcome-bin"
-ERROR_CLASS_METADATA_KEY = "his-error"
+OUTCOME_METADATA_KEY = his_sdk.errors.OUTCOME_METADATA_KEY
+ERROR_CLASS_METADATA_KEY = his_sdk.errors.ERROR_CLASS_METADATA_KEY
 _USER_AGENT = "his-sdk-python"
 
 

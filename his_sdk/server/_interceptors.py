@@ -28,10 +28,8 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-OUTCOME_METADATA_KEY = "his-operation-outcome-bin"
-"""Trailing metadata key carrying the OperationOutcome JSON of a failed call."""
-ERROR_CLASS_METADATA_KEY = "his-error"
-"""Trailing metadata key naming the ``his_sdk.errors`` class of a failed call."""
+OUTCOME_METADATA_KEY = his_sdk.errors.OUTCOME_METADATA_KEY
+ERROR_CLASS_METADATA_KEY = his_sdk.errors.ERROR_CLASS_METADATA_KEY
 
 _Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 _Wrapper = Callable[[_Behavior, bool], _Behavior]
